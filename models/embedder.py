@@ -1,0 +1,171 @@
+"""``OnnxEmbedder``: the ``processors.protocols.Embedder`` adapter over onnxruntime + ``tokenizers``.
+
+Texts are tokenised with the model's fast tokenizer (truncated to ``max_length`` tokens),
+sorted by length and run in chunks padded only to the longest text of each chunk, so a short
+post never pays for a long one.  Pooling and L2 normalisation happen inside the ONNX graph
+(see ``models.onnx_export``).
+
+Examples
+--------
+>>> resolve_providers("cpu")
+['CPUExecutionProvider']
+>>> resolve_providers("tpu")
+Traceback (most recent call last):
+...
+ValueError: provider must be 'auto', 'cuda' or 'cpu', not 'tpu'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from models.onnx_export import FORMAT_VERSION, OUTPUT, export_onnx
+
+if TYPE_CHECKING:
+    from ripple.settings import Settings
+
+CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
+
+
+class ProviderUnavailableError(RuntimeError):
+    """The requested onnxruntime execution provider cannot be used on this machine."""
+
+
+def resolve_providers(provider: str) -> list[str]:
+    """onnxruntime provider list for ``"auto"`` (CUDA if available, else CPU), ``"cuda"`` or ``"cpu"``.
+
+    Raises
+    ------
+    ProviderUnavailableError
+        ``"cuda"`` was asked for but this onnxruntime build has no CUDA provider.
+    """
+    if provider == "cpu":
+        return [CPU]
+    if provider not in ("auto", "cuda"):
+        raise ValueError(f"provider must be 'auto', 'cuda' or 'cpu', not {provider!r}")
+    available = ort.get_available_providers()
+    if CUDA in available:
+        return [CUDA, CPU]
+    if provider == "cuda":
+        raise ProviderUnavailableError(
+            f"onnx provider 'cuda' requested but this onnxruntime {ort.__version__} offers only {available}; "
+            "install onnxruntime-gpu (matching your CUDA) or use provider 'auto' / 'cpu'"
+        )
+    return [CPU]
+
+
+def ensure_model(path: Path, progress: bool = False) -> Path:
+    """``path``, exporting the ONNX model there first if the file does not exist yet."""
+    path = Path(path)
+    if not path.is_file():
+        export_onnx(path, progress=progress)
+    return path
+
+
+class OnnxEmbedder:
+    """Sentence embeddings from an exported MiniLM ONNX model (satisfies ``Embedder``).
+
+    Parameters
+    ----------
+    model_path
+        ``.onnx`` file written by ``models.onnx_export.export_onnx`` (see ``ensure_model``).
+    tokenizer_path
+        ``tokenizer.json``; default: the copy stored in the model's metadata.
+    provider
+        ``"auto"``, ``"cuda"`` or ``"cpu"`` (see ``resolve_providers``).
+    max_length
+        Tokens kept per text (longer texts are truncated), at most the model's position table.
+    intra_op_threads
+        onnxruntime intra-op threads; ``None`` lets onnxruntime choose (one per core).
+    batch_size
+        Texts per ``session.run`` inside one ``embed`` call.
+
+    Attributes
+    ----------
+    dim : int
+        Embedding width (384).
+    provider : str
+        The execution provider the session actually runs on.
+    """
+
+    def __init__(self, model_path: Path, tokenizer_path: Path | None = None, provider: str = "auto",
+                 max_length: int = 256, intra_op_threads: int | None = None, batch_size: int = 64):
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"no ONNX model at {self.model_path}; export it with ensure_model() "
+                                    "or `ripple model export`")
+        self.max_length = max_length
+        self.batch_size = batch_size
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads is not None:
+            options.intra_op_num_threads = intra_op_threads
+        wanted = resolve_providers(provider)
+        self.session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=wanted)
+        self.provider = self.session.get_providers()[0]
+        if provider == "cuda" and self.provider != CUDA:
+            raise ProviderUnavailableError(f"onnxruntime lists CUDA but could not start it (got {self.provider}); "
+                                           "check the CUDA/cuDNN libraries onnxruntime-gpu needs")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("ripple.format_version") != FORMAT_VERSION:
+            raise ValueError(f"{self.model_path} has model format {meta.get('ripple.format_version')!r}, "
+                             f"this Ripple needs {FORMAT_VERSION!r}: delete the file and export it again")
+        limit = int(meta.get("ripple.max_position_embeddings", max_length))
+        if not 2 <= max_length <= limit:
+            raise ValueError(f"max_length must be in [2, {limit}], got {max_length}")
+        self.dim = int(self.session.get_outputs()[0].shape[1])
+        self.tokenizer = self._tokenizer(tokenizer_path, meta)
+
+    def _tokenizer(self, path: Path | None, meta: dict[str, str]) -> Tokenizer:
+        if path is not None:
+            tok = Tokenizer.from_file(str(path))
+        elif "ripple.tokenizer_json" in meta:
+            tok = Tokenizer.from_str(meta["ripple.tokenizer_json"])
+        else:
+            from models.weights import locate_weights
+
+            tok = Tokenizer.from_file(str(locate_weights().tokenizer))
+        shipped = tok.padding or {}  # tokenizer.json pads to a fixed 128: pad to the longest instead
+        pad_token = shipped.get("pad_token", "[PAD]")
+        pad_id = shipped.get("pad_id", tok.token_to_id(pad_token) or 0)
+        tok.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        tok.enable_truncation(self.max_length)
+        return tok
+
+    @classmethod
+    def from_settings(cls, settings: Settings, progress: bool = False) -> OnnxEmbedder:
+        """Embedder for ``settings.resolved_model_path`` (exported if missing) on ``settings.onnx_provider``."""
+        return cls(ensure_model(settings.resolved_model_path, progress=progress), provider=settings.onnx_provider,
+                   batch_size=settings.embed_batch_size)
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(input_ids, attention_mask)``, int64 ``[n, longest]`` (truncated to ``max_length``)."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        return ids, mask
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 embeddings, shape ``(len(texts), dim)``, in input order."""
+        if isinstance(texts, str):
+            raise TypeError("embed() takes a sequence of texts, not one str")
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        ids, mask = self.tokenize(texts)
+        lengths = mask.sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            width = int(lengths[rows].max())  # right padding: columns past it are padding only
+            feed = {"input_ids": ids[rows, :width], "attention_mask": mask[rows, :width]}
+            out[rows] = self.session.run([OUTPUT], feed)[0]
+        return out
+
+    def __repr__(self) -> str:
+        return f"OnnxEmbedder({str(self.model_path)!r}, provider={self.provider!r}, dim={self.dim})"

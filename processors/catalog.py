@@ -1,0 +1,140 @@
+"""The post catalog: recent posts with their embeddings and decayed popularity, as numpy arrays.
+
+It is the candidate pool of the recommender.  Rows live in preallocated arrays so scoring a
+profile against every post is one matrix-vector product; the oldest posts are evicted once
+``capacity`` is reached.
+
+Examples
+--------
+>>> import numpy as np
+>>> cat = PostCatalog(dim=2, capacity=2)
+>>> cat.add("p1", "alice", 1.0, np.array([1.0, 0.0], dtype=np.float32))
+>>> cat.add("p2", "bob", 2.0, np.array([0.0, 1.0], dtype=np.float32))
+>>> cat.add("p3", "carol", 3.0, np.array([0.6, 0.8], dtype=np.float32))  # evicts the oldest
+'p1'
+>>> len(cat), "p1" in cat, cat.author_of("p3")
+(2, False, 'carol')
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+
+POPULARITY_HALF_LIFE_S = 6 * 3600.0
+
+
+class PostCatalog:
+    """Bounded, array-backed store of recent posts (a ring buffer over rows)."""
+
+    def __init__(self, dim: int, capacity: int = 50_000, popularity_half_life_s: float = POPULARITY_HALF_LIFE_S):
+        self.dim = dim
+        self.capacity = capacity
+        self.popularity_half_life_s = popularity_half_life_s
+        self._emb = np.zeros((capacity, dim), dtype=np.float32)
+        self._created = np.zeros(capacity, dtype=np.float64)
+        self._pop = np.zeros(capacity, dtype=np.float64)  # decayed count as of _pop_ts
+        self._pop_ts = np.zeros(capacity, dtype=np.float64)
+        self._ids: list[str | None] = [None] * capacity
+        self._authors: list[str | None] = [None] * capacity
+        self._row: dict[str, int] = {}
+        self._next = 0  # next row to write (ring)
+        self._filled = 0  # rows [0, _filled) are live: the ring fills in order, then wraps
+
+    # -- writes -------------------------------------------------------------------------
+    def add(self, post_id: str, author_id: str, created_at: float, embedding: np.ndarray) -> str | None:
+        """Insert or replace a post (replacing keeps its popularity); the id of the post it evicted, if any."""
+        row = self._row.get(post_id)
+        old = None
+        if row is None:
+            row = self._next
+            self._next = (self._next + 1) % self.capacity
+            self._filled = min(self._filled + 1, self.capacity)
+            old = self._ids[row]
+            if old is not None:
+                del self._row[old]
+            self._row[post_id] = row
+            self._pop[row] = 0.0
+            self._pop_ts[row] = created_at
+        self._ids[row] = post_id
+        self._authors[row] = author_id
+        self._created[row] = created_at
+        self._emb[row] = embedding
+        return old
+
+    def engage(self, post_id: str, weight: float, ts: float) -> bool:
+        """Add ``weight`` to the post's decayed popularity; False if the post is unknown."""
+        row = self._row.get(post_id)
+        if row is None:
+            return False
+        if ts >= self._pop_ts[row]:
+            self._pop[row] = self._decayed(row, ts) + weight
+            self._pop_ts[row] = ts
+        else:  # out-of-order event: discount it to the reference time instead of moving it back
+            self._pop[row] += weight * math.exp(-(self._pop_ts[row] - ts) * self._decay_rate)
+        return True
+
+    # -- reads --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __contains__(self, post_id: str) -> bool:
+        return post_id in self._row
+
+    def author_of(self, post_id: str) -> str | None:
+        row = self._row.get(post_id)
+        return None if row is None else self._authors[row]
+
+    def embedding(self, post_id: str) -> np.ndarray | None:
+        row = self._row.get(post_id)
+        return None if row is None else self._emb[row]
+
+    def sample_ids(self, n: int, rng) -> list[str]:
+        """``n`` post ids drawn uniformly (with replacement) with ``rng.randrange``."""
+        if self._filled == 0:
+            return []
+        return [self._ids[rng.randrange(self._filled)] for _ in range(n)]
+
+    def lookup(self, post_ids: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(found_mask, embeddings_of_found)`` for ``post_ids`` in order."""
+        rows = [self._row.get(p, -1) for p in post_ids]
+        mask = np.array([r >= 0 for r in rows], dtype=bool)
+        return mask, self._emb[[r for r in rows if r >= 0]]
+
+    def snapshot(self, now: float) -> "CatalogView":
+        """Column arrays of the live rows for scoring (array views, no embedding copy)."""
+        n = self._filled
+        age = np.maximum(0.0, now - self._pop_ts[:n])
+        return CatalogView(
+            ids=self._ids[:n],
+            authors=self._authors[:n],
+            embeddings=self._emb[:n],
+            created_at=self._created[:n],
+            popularity=self._pop[:n] * np.exp(-age * self._decay_rate),
+        )
+
+    # -- internals ----------------------------------------------------------------------
+    @property
+    def _decay_rate(self) -> float:
+        return math.log(2) / self.popularity_half_life_s
+
+    def _decayed(self, row: int, now: float) -> float:
+        return float(self._pop[row] * math.exp(-max(0.0, now - self._pop_ts[row]) * self._decay_rate))
+
+
+class CatalogView:
+    """Column arrays of the catalog at one instant (row ``i`` is post ``ids[i]``)."""
+
+    __slots__ = ("ids", "authors", "embeddings", "created_at", "popularity")
+
+    def __init__(self, ids, authors, embeddings, created_at, popularity):
+        self.ids: list[str] = ids
+        self.authors: list[str] = authors
+        self.embeddings: np.ndarray = embeddings
+        self.created_at: np.ndarray = created_at
+        self.popularity: np.ndarray = popularity
+
+    def __len__(self) -> int:
+        return len(self.ids)

@@ -1,0 +1,201 @@
+"""Recommendation: candidates → features → hybrid score → diversity → filters.
+
+Pure numpy over a :class:`~processors.catalog.CatalogView`; the factor model and the
+co-engagement index enter only through scoring callables, so this module runs in a unit test
+with no model at all.
+
+Features per candidate, each in [0, 1] (cosine may be negative): ``similarity`` (embedding
+cosine to the interest vector), ``factors`` (MF score), ``coengagement`` (posts engaged by the
+same users close in time to the user's most recent posts, scaled by the best candidate),
+``freshness``, ``popularity`` (log, scaled by the most popular post) and ``affinity``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from processors.catalog import PostCatalog
+>>> from processors.profiles import UserProfile
+>>> cat = PostCatalog(dim=2, capacity=10)
+>>> cat.add("run", "alice", 0.0, np.array([1.0, 0.0], dtype=np.float32))
+>>> cat.add("jog", "bob", 0.0, np.array([0.99, 0.14], dtype=np.float32))
+>>> cat.add("cake", "carol", 0.0, np.array([0.0, 1.0], dtype=np.float32))
+>>> u = UserProfile("u1"); u.apply_engagement("like", "run", "alice", ts=0.0)
+>>> [r.post_id for r in recommend(u, cat, now=0.0, k=2)]
+['jog', 'cake']
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from processors.catalog import PostCatalog
+from processors.profiles import UserProfile
+
+MfScores = Callable[[str, Sequence[str]], np.ndarray]
+#: ``(recent post ids newest first, their weights) → {post_id: score}`` for co-engaged posts only
+CoScores = Callable[[Sequence[str], np.ndarray], Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """Blend weights and candidate/diversity knobs (all stored as given)."""
+
+    w_similarity: float = 1.0
+    w_factors: float = 0.3
+    w_freshness: float = 0.15
+    w_popularity: float = 0.2
+    w_affinity: float = 0.3
+    w_coengagement: float = 1.0
+    #: co-engagement looks at the user's ``co_recent`` newest posts, weighted ``co_decay ** age_rank``
+    co_recent: int = 10
+    co_decay: float = 0.8
+    freshness_half_life_s: float = 24 * 3600.0
+    max_candidates: int = 1000
+    per_source: int = 250
+    mmr_lambda: float = 0.8
+    author_cap: int = 2
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    post_id: str
+    author_id: str
+    score: float
+    reasons: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"post_id": self.post_id, "author_id": self.author_id, "score": round(self.score, 5),
+                "reasons": {k: round(v, 4) for k, v in self.reasons.items()}}
+
+
+@dataclass(frozen=True)
+class RecResult:
+    items: list[Recommendation]
+    missing: int  # history posts not embedded yet (a later retry will see them)
+
+
+def recommend(
+    profile: UserProfile,
+    catalog: PostCatalog,
+    now: float,
+    k: int = 10,
+    mf_scores: MfScores | None = None,
+    config: RankConfig = RankConfig(),
+    co_scores: CoScores | None = None,
+) -> list[Recommendation]:
+    """Top-``k`` unseen posts by others for ``profile`` (see :func:`recommend_detailed`)."""
+    return recommend_detailed(profile, catalog, now, k, mf_scores, config, co_scores).items
+
+
+def recommend_detailed(
+    profile: UserProfile,
+    catalog: PostCatalog,
+    now: float,
+    k: int = 10,
+    mf_scores: MfScores | None = None,
+    config: RankConfig = RankConfig(),
+    co_scores: CoScores | None = None,
+) -> RecResult:
+    view = catalog.snapshot(now)
+    interest, missing = profile.interest(catalog.lookup, now)
+    if len(view) == 0:
+        return RecResult([], missing)
+    sim = view.embeddings @ interest if interest is not None else np.zeros(len(view), dtype=np.float32)
+    pop = np.log1p(view.popularity)
+    pop = pop / pop.max() if pop.max() > 0 else pop
+    fresh = np.exp(-np.maximum(0.0, now - view.created_at) * (math.log(2) / config.freshness_half_life_s))
+    co_by_id = _coengaged(profile, co_scores, config)
+
+    cand, ids, authors = _candidates(profile, view, sim, pop, fresh, co_by_id, config)
+    if cand.size == 0:
+        return RecResult([], missing)
+    mf = np.zeros(cand.size) if mf_scores is None else np.clip(np.asarray(mf_scores(profile.user_id, ids), dtype=np.float64), 0, 1)
+    liked = {a: profile.affinity(a) for a in (*profile.authors, *profile.follows)}
+    aff = np.array([liked.get(a, 0.0) for a in authors]) if liked else np.zeros(cand.size)
+    co = np.array([co_by_id.get(i, 0.0) for i in ids]) if co_by_id else np.zeros(cand.size)
+    if co.size and co.max() > 0:
+        co /= co.max()
+    feats = {"similarity": sim[cand].astype(np.float64), "factors": mf, "coengagement": co,
+             "freshness": fresh[cand], "popularity": pop[cand], "affinity": aff}
+    score = (config.w_similarity * feats["similarity"] + config.w_factors * mf + config.w_coengagement * co
+             + config.w_freshness * feats["freshness"] + config.w_popularity * feats["popularity"]
+             + config.w_affinity * aff)
+    chosen = _diversify(score, view.embeddings[cand], authors, k, config)
+    items = [Recommendation(ids[j], authors[j], float(score[j]),
+                            {name: float(f[j]) for name, f in feats.items()}) for j in chosen]
+    return RecResult(items, missing)
+
+
+def _coengaged(profile: UserProfile, co_scores: CoScores | None, config: RankConfig) -> Mapping[str, float]:
+    """Co-engagement scores of posts for the user's ``co_recent`` newest distinct history posts."""
+    if co_scores is None or config.w_coengagement == 0 or config.co_recent <= 0 or not profile.history:
+        return {}
+    recent: list[str] = []
+    for post_id, w, _ in reversed(profile.history):
+        if w > 0 and post_id not in recent:
+            recent.append(post_id)
+            if len(recent) == config.co_recent:
+                break
+    return co_scores(recent, config.co_decay ** np.arange(len(recent), dtype=np.float64))
+
+
+def _candidates(profile: UserProfile, view, sim, pop, fresh, co_by_id: Mapping[str, float],
+                config: RankConfig) -> tuple[np.ndarray, list[str], list[str]]:
+    """Rows worth scoring (nearest, trending, fresh, co-engaged and affinity-author posts, minus
+    seen/own) with their post ids and authors."""
+    n = len(view)
+    if n <= config.max_candidates:
+        rows = range(n)
+    else:
+        m = config.per_source
+        pools = [_top(sim, m), _top(pop, m), _top(fresh, m)]
+        liked = set(profile.authors) | set(profile.follows)
+        if liked:
+            pools.append(np.array([i for i, a in enumerate(view.authors) if a in liked][-m:], dtype=np.int64))
+        if co_by_id:
+            best = set(sorted(co_by_id, key=co_by_id.__getitem__, reverse=True)[:m])
+            pools.append(np.array([i for i, p in enumerate(view.ids) if p in best], dtype=np.int64))
+        rows = np.unique(np.concatenate(pools)).tolist()
+    seen = set(profile.seen)
+    ids, authors, me = view.ids, view.authors, profile.user_id
+    keep = [i for i in rows if authors[i] != me and ids[i] not in seen]
+    return np.array(keep, dtype=np.int64), [ids[i] for i in keep], [authors[i] for i in keep]
+
+
+def _top(x: np.ndarray, m: int) -> np.ndarray:
+    if x.size <= m:
+        return np.arange(x.size)
+    return np.argpartition(-x, m)[:m]
+
+
+def _diversify(score: np.ndarray, emb: np.ndarray, authors: list[str], k: int, config: RankConfig) -> list[int]:
+    """Greedy MMR: trade score against similarity to what is already picked; cap posts per author."""
+    order = np.argsort(-score)[: max(k * 5, 50)]
+    picked: list[int] = []
+    per_author: dict[str, int] = {}
+    lam = config.mmr_lambda
+    if lam >= 1.0:  # no similarity term: score order under the author cap
+        for j in order.tolist():
+            if per_author.get(authors[j], 0) < config.author_cap:
+                per_author[authors[j]] = per_author.get(authors[j], 0) + 1
+                picked.append(j)
+                if len(picked) == k:
+                    break
+        return picked
+    sub = emb[order]
+    base = lam * score[order]
+    penalty = np.zeros(len(order))  # max(0, highest similarity to a picked post)
+    alive = np.ones(len(order), dtype=bool)
+    while alive.any() and len(picked) < k:
+        best = int(np.argmax(np.where(alive, base - (1 - lam) * penalty, -np.inf)))
+        alive[best] = False
+        j = int(order[best])
+        if per_author.get(authors[j], 0) >= config.author_cap:
+            continue
+        per_author[authors[j]] = per_author.get(authors[j], 0) + 1
+        picked.append(j)
+        penalty = np.maximum(penalty, sub @ sub[best])
+    return picked

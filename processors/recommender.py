@@ -1,0 +1,208 @@
+"""The recommendation service: what an agent calls for each event, with no broker in sight.
+
+It owns the in-memory catalog, the factor model (through the ``FactorModel`` protocol), the
+co-engagement index (:class:`CoEngagement`) and the per-user throttle.  Profiles are passed in and out so the stream layer can keep them in a
+changelog-backed table.
+
+Examples
+--------
+>>> import numpy as np
+>>> from processors.events import Engagement, Post
+>>> svc = Recommender(dim=2, clock=lambda: 100.0)
+>>> svc.on_posts([Post("p1", "alice", "running", 0.0), Post("p2", "bob", "jogging", 0.0)],
+...              np.array([[1, 0], [0.9, 0.1]], dtype=np.float32))  # evicted nothing
+[]
+>>> profile = UserProfile("u1")
+>>> svc.on_engagement(Engagement("like", "u1", "p1", ts=1.0), profile)
+True
+>>> doc = svc.recommendation(profile)
+>>> [item["post_id"] for item in doc["items"]], doc["based_on_events"]
+(['p2'], 1)
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from processors.catalog import POPULARITY_HALF_LIFE_S, PostCatalog
+from processors.events import SCHEMA_VERSION, Engagement, Follow, Post
+from processors.profiles import ACTION_WEIGHTS, UserProfile
+from processors.protocols import FactorModel
+from processors.ranking import RankConfig, recommend_detailed
+from processors.throttle import Throttle
+
+MODEL_VERSION = "ripple-hybrid-1"
+
+
+@dataclass(frozen=True)
+class RecommenderConfig:
+    k: int = 10
+    min_interval_s: float = 1.0
+    negatives: int = 3
+    seen_limit: int = 500
+    history_limit: int = 200
+    catalog_limit: int = 50_000
+    rank: RankConfig = field(default_factory=RankConfig)
+    seed: int = 7
+    #: half-life of the catalog's decayed popularity
+    popularity_half_life_s: float = POPULARITY_HALF_LIFE_S
+    #: each engagement is paired with the user's ``co_window`` previous posts (0: no co-engagement)
+    co_window: int = 20
+    #: co-engaged posts remembered per post (the strongest are kept)
+    co_neighbours: int = 200
+
+
+class CoEngagement:
+    """Item-to-item co-engagement: posts engaged by the same users close in time.
+
+    ``learn(post, previous)`` pairs a post with the user's previous posts (both directions);
+    ``scores(recent, weights)`` is, for every post co-engaged with one of ``recent``,
+    ``sum_r weight_r * c(r, q) / sqrt(n(r) * n(q))`` — a weighted cosine of co-occurrence counts
+    ``c`` over engagement counts ``n``.  Memory is bounded: ``max_neighbours`` per post (the
+    strongest kept) and ``max_posts`` posts (the least recently engaged forgotten first).
+
+    Examples
+    --------
+    >>> co = CoEngagement()
+    >>> for user_history in (["a", "b"], ["a", "b"], ["a", "c"]):
+    ...     for i, post in enumerate(user_history):
+    ...         co.learn(post, user_history[:i])
+    >>> s = co.scores(["a"], [1.0])
+    >>> sorted(s, key=s.get, reverse=True), round(s["b"], 3)
+    (['b', 'c'], 0.816)
+    """
+
+    def __init__(self, window: int = 20, max_neighbours: int = 200, max_posts: int = 50_000):
+        self.window = window
+        self.max_neighbours = max_neighbours
+        self.max_posts = max_posts
+        self._pairs: dict[str, dict[str, float]] = {}
+        self._count: OrderedDict[str, float] = OrderedDict()  # engagements per post, least recent first
+
+    def learn(self, post_id: str, previous: Sequence[str]) -> None:
+        """One engagement with ``post_id`` by a user whose earlier posts were ``previous`` (oldest first)."""
+        self._count[post_id] = self._count.get(post_id, 0.0) + 1.0
+        self._count.move_to_end(post_id)
+        mine = self._pairs.setdefault(post_id, {})
+        for other in dict.fromkeys(previous[-self.window:] if self.window > 0 else ()):
+            if other == post_id or other not in self._count:
+                continue
+            mine[other] = mine.get(other, 0.0) + 1.0
+            theirs = self._pairs.setdefault(other, {})
+            theirs[post_id] = theirs.get(post_id, 0.0) + 1.0
+            self._bound(theirs)
+        self._bound(mine)
+        while len(self._count) > self.max_posts:
+            old, _ = self._count.popitem(last=False)
+            self._pairs.pop(old, None)  # entries pointing at it elsewhere are skipped when scoring
+
+    def scores(self, recent: Sequence[str], weights: Iterable[float]) -> dict[str, float]:
+        """Weighted co-engagement cosine of every post paired with one of ``recent``."""
+        count, acc = self._count, {}
+        for post_id, w in zip(recent, weights):
+            pairs = self._pairs.get(post_id)
+            if not pairs or w == 0:
+                continue
+            wr = float(w) / math.sqrt(count[post_id])
+            for other, c in pairs.items():
+                acc[other] = acc.get(other, 0.0) + wr * c
+        return {q: s / math.sqrt(count[q]) for q, s in acc.items() if q in count}
+
+    def _bound(self, pairs: dict[str, float]) -> None:
+        if len(pairs) > self.max_neighbours + max(8, self.max_neighbours // 4):  # amortised pruning
+            keep = heapq.nlargest(self.max_neighbours, pairs.items(), key=lambda kv: kv[1])
+            pairs.clear()
+            pairs.update(keep)
+
+    def __len__(self) -> int:
+        return len(self._count)
+
+
+class Recommender:
+    """Catalog + factor model + throttle, driven one event at a time."""
+
+    def __init__(
+        self,
+        dim: int,
+        factors: FactorModel | None = None,
+        config: RecommenderConfig = RecommenderConfig(),
+        clock: Callable[[], float] = time.time,
+    ):
+        self.config = config
+        self.catalog = PostCatalog(dim, capacity=config.catalog_limit, popularity_half_life_s=config.popularity_half_life_s)
+        self.factors = factors
+        self.coengagement = CoEngagement(config.co_window, config.co_neighbours, config.catalog_limit) if config.co_window > 0 else None
+        self.throttle = Throttle(config.min_interval_s)
+        self.clock = clock
+        self._rng = random.Random(config.seed)
+        self.model_version = MODEL_VERSION + (f"+{factors.version}" if factors is not None else "")
+
+    # -- inputs -------------------------------------------------------------------------
+    def on_posts(self, posts: Sequence[Post], embeddings: np.ndarray) -> list[str]:
+        """Add embedded posts to the catalog; the ids of the posts they evicted (oldest first)."""
+        evicted = (self.catalog.add(post.post_id, post.author_id, post.ts, emb) for post, emb in zip(posts, embeddings))
+        return [old for old in evicted if old is not None]
+
+    def on_engagement(self, ev: Engagement, profile: UserProfile, weight: float | None = None) -> bool:
+        """Fold ``ev`` into ``profile`` and the shared models; True when a recommendation is due now.
+
+        ``weight`` overrides the action weight (e.g. 0 for a negative comment: counted, not liked).
+        """
+        w = ACTION_WEIGHTS.get(ev.kind, 1.0) if weight is None else weight
+        author = self.catalog.author_of(ev.post_id)
+        cfg = self.config
+        previous = [h[0] for h in profile.history[-cfg.co_window:]] if self.coengagement is not None and w > 0 else []
+        profile.apply_engagement(ev.kind, ev.post_id, author, ev.ts, weight=w,
+                                 history_limit=cfg.history_limit, seen_limit=cfg.seen_limit)
+        if w > 0 and self.catalog.engage(ev.post_id, w, ev.ts):
+            if self.coengagement is not None:
+                self.coengagement.learn(ev.post_id, previous)
+            if self.factors is not None:
+                self.factors.learn(ev.user_id, ev.post_id, self.catalog.sample_ids(cfg.negatives, self._rng))
+        return self.throttle.offer(ev.user_id, self.clock())
+
+    def on_follow(self, ev: Follow, profile: UserProfile) -> bool:
+        profile.apply_follow(ev.followee_id, ev.ts)
+        return self.throttle.offer(ev.user_id, self.clock())
+
+    def resume(self, profiles: Iterable[UserProfile]) -> int:
+        """After a restart or rebalance: owe a message to every profile whose newest state was
+        never published (the crash came inside its throttle interval).  Returns how many."""
+        owed = 0
+        for profile in profiles:
+            if profile.unpublished():
+                self.throttle.defer(profile.user_id)
+                owed += 1
+        return owed
+
+    # -- outputs ------------------------------------------------------------------------
+    def due(self) -> list[str]:
+        """Users whose deferred recommendation may be sent now."""
+        return self.throttle.due(self.clock())
+
+    def recommendation(self, profile: UserProfile) -> dict:
+        """The recommendations message for ``profile`` (``schemas/recommendation.json``)."""
+        now = self.clock()
+        scorer = self.factors.scores if self.factors is not None else None
+        co = self.coengagement.scores if self.coengagement is not None else None
+        result = recommend_detailed(profile, self.catalog, now, self.config.k, scorer, self.config.rank, co)
+        if result.missing:
+            self.throttle.retry(profile.user_id)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "rec_id": uuid.uuid4().hex,
+            "user_id": profile.user_id,
+            "generated_at": now,
+            "model_version": self.model_version,
+            "based_on_events": profile.events,
+            "items": [r.to_dict() for r in result.items],
+        }

@@ -1,0 +1,74 @@
+"""Per-user rate limit with a trailing send: bursts collapse to one message, the last state wins.
+
+``offer`` says whether to recommend now.  A user refused now is remembered as *pending* and
+returned by ``due`` once their interval has passed, so the final state after a burst is always
+published.  Pending users are bounded (oldest dropped first).
+
+Examples
+--------
+>>> t = Throttle(min_interval_s=1.0)
+>>> t.offer("u1", now=0.0), t.offer("u1", now=0.5), t.due(now=0.9), t.due(now=1.0)
+(True, False, [], ['u1'])
+>>> t.due(now=5.0)
+[]
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class Throttle:
+    def __init__(self, min_interval_s: float, max_tracked: int = 100_000, max_retries: int = 3):
+        self.min_interval_s = min_interval_s
+        self.max_tracked = max_tracked
+        self.max_retries = max_retries
+        self._last: OrderedDict[str, float] = OrderedDict()
+        self._retries: dict[str, int] = {}
+        self._pending: OrderedDict[str, None] = OrderedDict()
+
+    def offer(self, user: str, now: float) -> bool:
+        """New information for ``user``: True = recommend now, False = deferred to ``due``."""
+        self._retries[user] = self.max_retries
+        last = self._last.get(user)
+        if last is not None and now - last < self.min_interval_s:
+            self._defer(user)
+            return False
+        self._sent(user, now)
+        return True
+
+    def defer(self, user: str) -> None:
+        """Owe ``user`` a message: sent by ``due`` once their interval has passed (e.g. after recovery)."""
+        self._retries.setdefault(user, self.max_retries)
+        self._defer(user)
+
+    def retry(self, user: str) -> None:
+        """The last send was incomplete (e.g. posts not embedded yet): send again later, bounded."""
+        left = self._retries.get(user, 0)
+        if left > 0:
+            self._retries[user] = left - 1
+            self._defer(user)
+
+    def due(self, now: float) -> list[str]:
+        """Pending users whose interval has passed; they are marked as sent."""
+        ready = [u for u in self._pending if now - self._last.get(u, float("-inf")) >= self.min_interval_s]
+        for u in ready:
+            del self._pending[u]
+            self._sent(u, now)
+        return ready
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def _defer(self, user: str) -> None:
+        self._pending[user] = None
+        self._pending.move_to_end(user)
+        while len(self._pending) > self.max_tracked:
+            self._pending.popitem(last=False)
+
+    def _sent(self, user: str, now: float) -> None:
+        self._last[user] = now
+        self._last.move_to_end(user)
+        while len(self._last) > self.max_tracked:
+            old, _ = self._last.popitem(last=False)
+            self._retries.pop(old, None)

@@ -1,0 +1,5 @@
+import sys
+
+from ripple.cli import main
+
+sys.exit(main())

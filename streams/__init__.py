@@ -1,0 +1,1 @@
+"""The Kafka layer: the only package that imports faust or aiokafka."""

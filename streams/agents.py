@@ -1,0 +1,180 @@
+"""Faust agents and timers: decode → call a processor → send → record a metric."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from processors.events import Engagement, Follow, Post, Rejected, decode
+from processors.replies import WaitingForPost
+from processors.sentiment_protocol import engagement_weight
+from streams import metrics
+from streams.app import Runtime
+
+log = logging.getLogger("ripple.worker")
+
+
+def register(rt: Runtime) -> None:
+    s = rt.settings
+    app = rt.app
+
+    @app.agent(rt.topics["posts"], name="embed_posts")
+    async def embed_posts(stream):
+        loop = asyncio.get_running_loop()
+        embed = metrics.instrument_embed(rt.embedder.embed, "post")
+        async for events in stream.take_events(s.embed_batch_size, within=s.embed_batch_window_s):
+            with metrics.observe_latency("embed_posts"):
+                rt.ensure_catalog()
+                valid: list[Post] = []
+                for event in events:
+                    ev = _decode(rt, "posts", event)
+                    if isinstance(ev, Rejected):
+                        await rt.reject(event, ev.reason)
+                    else:
+                        valid.append(ev)
+                if not valid:
+                    continue
+                try:
+                    with metrics.embedding_queued(len(valid)):
+                        vectors = await loop.run_in_executor(rt.executor, embed, [p.text for p in valid])
+                except Exception as exc:  # the model failed, not the messages: keep them visible
+                    log.exception("embedding failed for a batch of %d posts", len(valid))
+                    for event in events:
+                        await rt.reject(event, f"processing error: {type(exc).__name__}")
+                    continue
+                rt.remember_posts(valid, vectors)
+                rt.stats["posts"] += len(valid)
+
+    @app.agent(rt.topics["engagements"], name="engage")
+    async def engage(stream):
+        async for event in stream.events():
+            with metrics.observe_latency("engage"):
+                rt.ensure_catalog()
+                ev = _decode(rt, rt.logical(event.message.topic), event)
+                if isinstance(ev, Rejected):
+                    await rt.reject(event, ev.reason)
+                    continue
+                try:
+                    await _engagement(rt, event, ev)
+                except Exception as exc:  # never crash the worker on one event
+                    msg = event.message
+                    log.exception("processing failed for %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+                    await rt.reject(event, f"processing error: {type(exc).__name__}: {exc}"[:300])
+
+    @app.on_rebalance_complete.connect
+    async def resume_after_recovery(sender, **kwargs):
+        rt.resume_pending = True  # tables are recovered now; the timer below does the scan
+
+    @app.timer(interval=max(0.05, min(0.5, s.rec_min_interval_s / 2)), name="flush_deferred")
+    async def flush_deferred():
+        if rt.resume_pending:
+            rt.resume_pending = False
+            owed = rt.recommender.resume(rt.owed_profiles())
+            if owed:
+                log.info("recovered %d profiles whose newest state was never published", owed)
+        for user in rt.recommender.due():
+            if rt.profiles.get(user):
+                await rt.publish_recommendation(rt.load_profile(user), "flush_deferred")
+
+    @app.timer(interval=5.0, name="sample_consumer_lag")
+    async def sample_consumer_lag():
+        await metrics.sample_lag(app, rename=rt.logical)
+
+    if rt.replies is not None:
+        _register_replies(rt)
+
+
+def _decode(rt: Runtime, topic: str, event):
+    msg = event.message
+    ev = rt.at_edge(decode(topic, event.value, default_ts=msg.timestamp or time.time(), **rt.decode_limits))
+    if isinstance(ev, Rejected):
+        metrics.record_consumed(topic, "invalid")
+    else:
+        metrics.record_consumed(topic, "follow" if isinstance(ev, Follow) else ("post" if isinstance(ev, Post) else ev.kind))
+    return ev
+
+
+async def _engagement(rt: Runtime, event, ev: Engagement | Follow) -> None:
+    """Fold one valid engagement into the user's profile; publish if the throttle allows."""
+    msg = event.message
+    profile = rt.load_profile(ev.user_id)
+    source = f"{msg.topic}:{msg.partition}"
+    skip = profile.admit(source, msg.offset, ev.event_id, dedup_limit=rt.settings.dedup_limit)
+    if skip == "duplicate":  # a producer retry (same event_id at a new offset): applied once, not an error
+        rt.stats["duplicates"] = rt.stats.get("duplicates", 0) + 1
+        return
+    if skip == "replay":  # replay after a restart: already in the profile
+        rt.stats["replayed"] += 1
+        # the previous owner may have died between saving the profile and publishing it
+        rt.recommender.throttle.defer(ev.user_id)
+        return
+    factors = rt.recommender.factors
+    updates = factors.updates if factors is not None else 0
+    if isinstance(ev, Follow):
+        due_now = rt.recommender.on_follow(ev, profile)
+    else:
+        weight = None
+        if ev.kind == "comment" and ev.text and rt.sentiment is not None:
+            score = rt.sentiment.score(ev.text)
+            profile.apply_sentiment(score)
+            weight = engagement_weight(ev.kind, score)  # a negative comment is not a "like"
+        due_now = rt.recommender.on_engagement(ev, profile, weight=weight)
+    if due_now:  # one table write: the state and the fact that it is being published
+        profile.published_events = profile.events
+    rt.profiles[ev.user_id] = profile.to_dict()
+    rt.evict_profiles(msg.partition, ev.user_id)
+    rt.stats["engagements"] += 1
+    rt.rec_clock.saw(ev.user_id, msg.timestamp or time.time())
+    metrics.record_model_update("profile")
+    if factors is not None:
+        metrics.record_model_update("factors", factors.updates - updates)
+    if due_now:
+        await rt.publish_recommendation(profile, "engage", save=False)
+
+
+def _register_replies(rt: Runtime) -> None:
+    s = rt.settings
+    replies, bank = rt.replies, rt.replies.bank
+
+    waiting = WaitingForPost()
+    author_of = rt.recommender.catalog.author_of
+
+    async def _suggest(comment: Engagement, vec, score: float, author: str | None) -> None:
+        doc = replies.on_comment(comment, vec, score, post_author=author)
+        if doc is not None:
+            await rt.publish_suggestions(doc)
+
+    @rt.app.timer(interval=0.5, name="retry_waiting_comments")
+    async def retry_waiting_comments():
+        for comment, vec, score, author in waiting.ready(author_of, time.monotonic()):
+            await _suggest(comment, vec, score, author)
+
+    @rt.app.agent(rt.topics["comments"], name="suggest_replies")
+    async def suggest_replies(stream):
+        """Comments → suggestions for their recipients. Invalid comments are dead-lettered by ``engage``."""
+        loop = asyncio.get_running_loop()
+        embed_comments = metrics.instrument_embed(rt.embedder.embed, "comment")
+        embed_replies = metrics.instrument_embed(rt.embedder.embed, "reply")
+        async for events in stream.take_events(s.embed_batch_size, within=s.embed_batch_window_s):
+            with metrics.observe_latency("suggest_replies"):
+                comments = [ev for ev in (rt.at_edge(decode("comments", e.value, default_ts=e.message.timestamp
+                                                            or time.time(), **rt.decode_limits)) for e in events)
+                            if isinstance(ev, Engagement)]
+                if not comments:
+                    continue
+                try:
+                    vectors = await loop.run_in_executor(rt.executor, embed_comments, [c.text for c in comments])
+                    for comment, vec in zip(comments, vectors):
+                        score = rt.sentiment.score(comment.text) if rt.sentiment is not None else 0.0
+                        author = author_of(comment.post_id)
+                        if author is None and comment.reply_to is None:
+                            waiting.add(comment, vec, score, time.monotonic())  # post not embedded yet
+                            continue
+                        await _suggest(comment, vec, score, author)
+                    pending = bank.pending_texts()
+                    if pending:  # replies newly admitted to the bank (k distinct users) need vectors
+                        bank.set_vectors(pending, await loop.run_in_executor(rt.executor, embed_replies, pending))
+                        metrics.record_model_update("reply_bank", len(pending))
+                except Exception:  # suggestions are best effort; the comment itself was processed by `engage`
+                    log.exception("reply suggestion failed for a batch of %d comments", len(comments))

@@ -1,0 +1,232 @@
+"""The Faust application: topics, tables and the shared runtime the agents use.
+
+Agents live in :mod:`streams.agents` and stay thin (decode → processor → send → metric):
+decoding and validation are in :mod:`processors.events`, state updates and ranking in
+:class:`processors.recommender.Recommender`, reply suggestion in
+:class:`processors.replies.ReplySuggester`.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import faust
+import numpy as np
+
+from processors.events import INPUT_TOPICS, Post, dead_letter
+from processors.eviction import RecencyIndex
+from processors.privacy import Pseudonymizer, redact_dead_letter
+from processors.profiles import UserProfile
+from processors.protocols import Embedder
+from processors.recommender import Recommender
+from processors.replies import ReplySuggester
+from processors.sentiment_protocol import SentimentAnalyzer
+from ripple.settings import Settings
+from streams import metrics, security
+
+log = logging.getLogger("ripple.worker")
+
+OUTPUT_TOPICS = ("recommendations", "suggested-replies", "dead-letter")
+ENGAGEMENT_TOPICS = ("likes", "comments", "shares", "follows")
+TABLES = ("profiles", "posts")  # changelog topics: <app_id>-<table>-changelog
+
+
+def all_topics(settings: Settings) -> list[str]:
+    """Every input and output topic name (with prefix) the worker needs."""
+    return [settings.topic(t) for t in (*INPUT_TOPICS, *OUTPUT_TOPICS)]
+
+
+def encode_vector(v: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(v, dtype=np.float32).tobytes()).decode("ascii")
+
+
+def decode_vector(s: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype=np.float32)
+
+
+@dataclass
+class Runtime:
+    """Everything an agent needs: settings, app, topics, tables, processors, helpers."""
+
+    settings: Settings
+    app: faust.App
+    embedder: Embedder
+    recommender: Recommender
+    replies: ReplySuggester | None
+    sentiment: SentimentAnalyzer | None
+    topics: dict[str, faust.TopicT]
+    profiles: faust.Table
+    posts: faust.Table
+    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="ripple-embed"))
+    stats: dict = field(default_factory=lambda: dict.fromkeys(
+        ("posts", "engagements", "replayed", "dead_letters", "recommendations", "suggestions"), 0))
+    rec_clock: metrics.RecommendationClock = field(default_factory=metrics.RecommendationClock)
+    catalog_loaded: bool = False
+    #: set when a rebalance (or the first assignment) completed: owed recommendations are re-offered
+    resume_pending: bool = False
+    #: least recently active profiles per partition, dropped beyond ``profile_limit`` / ``profile_ttl_s``
+    profile_index: RecencyIndex | None = None
+    evict_later: dict[int, list[str]] = field(default_factory=dict)
+
+    @cached_property
+    def decode_limits(self) -> dict:
+        """Keyword arguments of :func:`processors.events.decode` from the settings."""
+        s = self.settings
+        return {"max_text_chars": s.max_text_chars, "max_bytes": s.max_message_bytes, "max_future_s": s.max_future_s}
+
+    @cached_property
+    def pseudonymizer(self) -> Pseudonymizer | None:
+        """Replaces user ids at the edge when ``pseudonymize_key`` is set (see :mod:`processors.privacy`)."""
+        key = self.settings.pseudonymize_key
+        return Pseudonymizer(key.get_secret_value().encode("utf-8")) if key is not None else None
+
+    def at_edge(self, ev):
+        """A decoded event as the pipeline sees it: user ids pseudonymised when configured."""
+        return self.pseudonymizer(ev) if self.pseudonymizer is not None else ev
+
+    def evict_profiles(self, partition: int, user_id: str) -> None:
+        """``user_id`` (of ``partition``) was just saved: drop the partition's profiles beyond the
+        limits.  Called while an event of ``partition`` is processed, so each tombstone lands on
+        the changelog partition its profile was written to."""
+        if self.profile_index is None:  # first call: index the profiles recovered from the changelog
+            self.profile_index = RecencyIndex(self.settings.profile_limit, self.settings.profile_ttl_s)
+            now = time.time()
+            recovered = (UserProfile.from_dict(raw) for raw in list(self.profiles.values()) if raw)
+            for profile in sorted(recovered, key=lambda p: p.last_ts):  # oldest activity first
+                for part in profile.partitions():  # over the limit: dropped by that partition's next event
+                    self.evict_later.setdefault(part, []).extend(self.profile_index.touch(part, profile.user_id, now))
+        doomed = self.evict_later.pop(partition, []) + self.profile_index.touch(partition, user_id, time.time())
+        for old in doomed:
+            if old != user_id and old in self.profiles:
+                del self.profiles[old]
+                self.stats["evicted_profiles"] = self.stats.get("evicted_profiles", 0) + 1
+
+    def logical(self, topic: str) -> str:
+        """``<prefix>likes`` → ``likes``."""
+        p = self.settings.topic_prefix
+        return topic[len(p):] if p and topic.startswith(p) else topic
+
+    def ensure_catalog(self) -> None:
+        """Rebuild the in-memory catalog from the recovered posts table (once, after recovery)."""
+        if self.catalog_loaded:
+            return
+        self.catalog_loaded = True
+        items = sorted(((k, v) for k, v in self.posts.items() if v), key=lambda kv: kv[1]["created_at"])
+        if items:
+            posts = [Post(k, v["author_id"], "", v["created_at"]) for k, v in items]
+            self._forget_posts(self.recommender.on_posts(posts, np.stack([decode_vector(v["embedding"]) for _, v in items])))
+            log.info("catalog rebuilt from table: %d posts", len(items))
+
+    def remember_posts(self, posts: list[Post], vectors: np.ndarray) -> None:
+        evicted = self.recommender.on_posts(posts, vectors)
+        for post, vec in zip(posts, vectors):
+            self.posts[post.post_id] = {"author_id": post.author_id, "created_at": post.ts, "embedding": encode_vector(vec)}
+        self._forget_posts(evicted)
+
+    def _forget_posts(self, post_ids: list[str]) -> None:
+        """Posts that left the bounded catalog leave the posts table too (keyed by the partitioner)."""
+        for post_id in post_ids:
+            if post_id in self.posts:
+                del self.posts[post_id]
+
+    def load_profile(self, user_id: str) -> UserProfile:
+        raw = self.profiles.get(user_id)
+        return UserProfile.from_dict(raw) if raw else UserProfile(user_id)
+
+    async def reject(self, event, reason: str) -> None:
+        """Send ``event`` to the dead-letter topic with ``reason`` and its source position."""
+        msg = event.message
+        doc = dead_letter(reason, msg.topic, msg.partition, msg.offset, event.value,
+                          now=time.time(), max_raw=self.settings.dead_letter_raw_bytes)
+        if self.pseudonymizer is not None:  # the raw payload holds user ids: keep only its position
+            doc = redact_dead_letter(doc)
+        await self.topics["dead-letter"].send(value=doc)
+        self.stats["dead_letters"] += 1
+        category = metrics.record_dead_letter(self.logical(msg.topic), reason)
+        log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, category)
+
+    def save_outside_stream(self, profile: UserProfile) -> None:
+        """Write ``profile`` from a timer, where Faust knows no current event (and so no partition):
+        its changelog partition is the input partition its events came from."""
+        parts = profile.partitions()
+        if len(parts) != 1:  # a producer not keying by user: the profile has no single home
+            return
+        raw = profile.to_dict()
+        self.profiles.data[profile.user_id] = raw  # the local store, as ``table[key] = raw`` does ...
+        self.profiles.send_changelog(parts.pop(), profile.user_id, raw)  # ... and its changelog record
+
+    def owed_profiles(self) -> list[UserProfile]:
+        """Profiles of this worker's active partitions whose newest state was never published."""
+        changelog = self.profiles.changelog_topic_name
+        active = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == changelog}
+        owed = []
+        for raw in list(self.profiles.values()):
+            if raw and raw.get("events", 0) > raw.get("published_events", 0):
+                profile = UserProfile.from_dict(raw)
+                if profile.partitions() & active:
+                    owed.append(profile)
+        return owed
+
+    async def publish_recommendation(self, profile: UserProfile, agent: str, *, save: bool = True) -> None:
+        """Publish ``profile``'s recommendations; ``save`` records that in the table (``published_events``)."""
+        if save and profile.unpublished():
+            profile.published_events = profile.events
+            self.save_outside_stream(profile)
+        doc = self.recommender.recommendation(profile)
+        await self.topics["recommendations"].send(key=profile.user_id.encode(), value=doc)
+        self.stats["recommendations"] += 1
+        metrics.record_recommendation()
+        self.rec_clock.published(profile.user_id, agent)
+
+    async def publish_suggestions(self, doc: dict) -> None:
+        await self.topics["suggested-replies"].send(key=doc["recipient_id"].encode(), value=doc)
+        self.stats["suggestions"] += 1
+        metrics.record_suggestion()
+
+
+def build_app(
+    settings: Settings,
+    embedder: Embedder,
+    recommender: Recommender,
+    replies: ReplySuggester | None = None,
+    sentiment: SentimentAnalyzer | None = None,
+) -> Runtime:
+    """The configured Faust app with all agents registered (not started)."""
+    from streams import agents
+
+    (settings.home / "worker").mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{b.strip()}" for b in settings.broker.split(",")],
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        producer_linger=settings.producer_linger_s,
+        datadir=str(settings.home / "worker" / settings.app_id),
+        web_enabled=False,  # no HTTP server from Faust; metrics are served by streams.metrics on metrics_host
+        processing_guarantee=settings.processing_guarantee,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        **security.faust_app_kwargs(settings),
+        key_serializer="raw",
+        value_serializer="json",
+    )
+    metrics.attach_faust_sensors(app)
+    topics = {name: app.topic(settings.topic(name), value_serializer="json") for name in OUTPUT_TOPICS}
+    topics["posts"] = app.topic(settings.topic("posts"), value_serializer="raw", value_type=bytes)
+    topics["engagements"] = app.topic(*(settings.topic(t) for t in ENGAGEMENT_TOPICS), value_serializer="raw", value_type=bytes)
+    topics["comments"] = app.topic(settings.topic("comments"), value_serializer="raw", value_type=bytes)
+    rt = Runtime(
+        settings=settings, app=app, embedder=embedder, recommender=recommender, replies=replies, sentiment=sentiment,
+        topics=topics,
+        # keys: raw UTF-8 (the same bytes as the input topics' keys); values: JSON documents
+        profiles=app.Table("profiles", default=None, key_type=str),
+        posts=app.Table("posts", default=None, key_type=str, use_partitioner=True),
+    )
+    agents.register(rt)
+    return rt

@@ -1,0 +1,204 @@
+"""``ripple bench``: throughput and latency on a real local Kafka broker, with same-run baselines.
+
+Every figure is printed next to a baseline measured in the same run on the same broker:
+
+* worker engagement throughput  vs  raw aiokafka consume → json → produce pass-through
+* event → recommendation latency (p50/p99) at a fixed offered rate
+* post embedding inside the pipeline  vs  a raw onnxruntime session at the same batch size
+
+The worker runs as a subprocess exactly as in production (``ripple worker``).  Throughput is
+taken from Kafka timestamps of the worker's own output (first to last record), so start-up and
+recovery time are excluded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from processors.sample_data import THEMES
+from ripple.settings import Settings
+from streams.broker import create_topics
+from streams.client import consume, partition_counts
+from streams.security import kafka_client_kwargs
+
+
+@dataclass
+class BenchConfig:
+    events: int = 20_000  # engagement events for the throughput run
+    users: int = 2_000
+    posts: int = 400
+    rate: float = 1_000.0  # offered events/s for the latency run
+    latency_seconds: float = 10.0
+    batch_size: int = 32
+
+
+def _posts(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    texts = [t for ts in THEMES.values() for t in ts]
+    return [{"topic": "posts", "key": f"p{i}", "value": {"schema_version": 1, "post_id": f"p{i}",
+             "author_id": f"a{i % 50}", "text": f"{rng.choice(texts)} #{i}", "ts": time.time()}} for i in range(n)]
+
+
+def _likes(n: int, users: int, posts: int, seed: int = 1) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        u = f"u{rng.randrange(users)}"
+        out.append({"topic": "likes", "key": u, "value": {"schema_version": 1, "user_id": u,
+                    "post_id": f"p{rng.randrange(posts)}", "ts": time.time()}})
+    return out
+
+
+async def _produce_fast(bootstrap: str, events: list[dict], prefix: str, **client_kwargs) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024, **client_kwargs)
+    await producer.start()
+    try:
+        for ev in events:
+            await producer.send(prefix + ev["topic"], json.dumps(ev["value"]).encode(), key=ev["key"].encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _topic_span(bootstrap: str, topic: str, expected: int, timeout_s: float, **client_kwargs) -> tuple[int, float]:
+    """Read ``topic`` from the start until ``expected`` records; (count, seconds first→last timestamp)."""
+    deadline = time.monotonic() + timeout_s
+    while not await partition_counts(bootstrap, [topic], **client_kwargs):  # created by the worker; never auto-create it
+        if time.monotonic() > deadline:
+            return 0, float("nan")
+        await asyncio.sleep(0.5)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+                                **client_kwargs)
+    await consumer.start()
+    first = last = None
+    n = 0
+    try:
+        while n < expected and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                for r in records:
+                    n += 1
+                    first = r.timestamp if first is None else min(first, r.timestamp)
+                    last = r.timestamp if last is None else max(last, r.timestamp)
+    finally:
+        await consumer.stop()
+    return n, ((last - first) / 1000.0 if n > 1 else float("nan"))
+
+
+async def passthrough_baseline(bootstrap: str, n: int, **client_kwargs) -> float:
+    """Events/s of a raw aiokafka consumer → json.loads → producer loop (no Faust, no state)."""
+    src, dst = f"bench-src-{uuid.uuid4().hex[:6]}", f"bench-dst-{uuid.uuid4().hex[:6]}"
+    await create_topics(bootstrap, [src, dst], partitions=4, **client_kwargs)
+    await _produce_fast(bootstrap, [{"topic": src, "key": e["key"], "value": e["value"]} for e in _likes(n, 1000, 100)], "",
+                        **client_kwargs)
+    consumer = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+                                **client_kwargs)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, **client_kwargs)
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    start = None
+    try:
+        while seen < n:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
+                start = start or time.perf_counter()
+                for r in records:
+                    doc = json.loads(r.value)
+                    await producer.send(dst, json.dumps(doc).encode(), key=r.key)
+                    seen += 1
+        await producer.flush()
+        return n / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
+    from models.bench_embed import bench as bench_embed
+    from models.embedder import OnnxEmbedder, ensure_model
+    from ripple.demo import start_worker, stop_worker
+    from streams.worker import ensure_topics
+
+    results: dict = {}
+    b, auth = settings.broker, kafka_client_kwargs(settings)
+    say("baseline: raw aiokafka consume → json → produce pass-through")
+    results["passthrough_eps"] = asyncio.run(passthrough_baseline(b, config.events, **auth))
+
+    # 1) throughput: inputs are written first, then the worker drains them
+    s = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.", "app_id": f"bench-{uuid.uuid4().hex[:6]}"})
+    asyncio.run(ensure_topics(s))
+    posts = _posts(config.posts)
+    say(f"throughput: {config.posts} posts + {config.events} likes from {config.users} users, then a worker drains them")
+    asyncio.run(_produce_fast(b, posts + _likes(config.events, config.users, config.posts), s.topic_prefix, **auth))
+    worker = start_worker(s, s.home / "bench" / "worker.log")
+    try:
+        n, span = asyncio.run(_topic_span(b, f"{s.app_id}-profiles-changelog", config.events, timeout_s=600, **auth))
+        results["worker_eps"] = n / span if span == span and span > 0 else float("nan")
+        results["worker_events_seen"] = n
+        pn, pspan = asyncio.run(_topic_span(b, f"{s.app_id}-posts-changelog", config.posts, timeout_s=60, **auth))
+        results["pipeline_embed_sps"] = pn / pspan if pspan == pspan and pspan > 0 else float("nan")
+
+        # 2) latency at a fixed offered rate: every event from a new user → an immediate recommendation
+        say(f"latency: {config.rate:.0f} events/s for {config.latency_seconds:.0f} s (one event per new user)")
+        results.update(asyncio.run(_latency_run(b, s, config, **auth)))
+    finally:
+        stop_worker(worker)
+
+    # 3) raw onnxruntime at the same batch size on the same texts
+    emb = OnnxEmbedder(ensure_model(s.resolved_model_path), provider=s.onnx_provider)
+    texts = [p["value"]["text"] for p in posts]
+    r = bench_embed(emb, texts, batch_size=config.batch_size)
+    results.update(raw_ort_sps=r["raw_sps"], embedder_sps=r["embedder_sps"], onnx_provider=emb.provider)
+    return results
+
+
+async def _latency_run(bootstrap: str, s: Settings, config: BenchConfig, **client_kwargs) -> dict:
+    n = int(config.rate * config.latency_seconds)
+    tag = uuid.uuid4().hex[:6]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1, **client_kwargs)
+    await producer.start()
+    sent_at: dict[str, float] = {}
+    try:
+        start = time.perf_counter()
+        for i in range(n):
+            target = start + i / config.rate
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            u = f"lat{tag}-{i}"
+            sent_at[u] = time.time()
+            doc = {"schema_version": 1, "user_id": u, "post_id": f"p{i % config.posts}", "ts": sent_at[u]}
+            await producer.send(s.topic("likes"), json.dumps(doc).encode(), key=u.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+    recs = await consume(bootstrap, s.topic("recommendations"),
+                         until=lambda m: sum(1 for x in m if x["user_id"] in sent_at) >= n, timeout_s=120, **client_kwargs)
+    lat = np.array([m["generated_at"] - sent_at[m["user_id"]] for m in recs if m["user_id"] in sent_at]) * 1000
+    return {"latency_events": n, "latency_received": int(lat.size),
+            "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+            "latency_p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan")}
+
+
+def format_results(r: dict, config: BenchConfig) -> str:
+    rows = [
+        ("worker engagement throughput", f"{r['worker_eps']:,.0f} ev/s", "raw aiokafka pass-through",
+         f"{r['passthrough_eps']:,.0f} ev/s", r["worker_eps"] / r["passthrough_eps"]),
+        ("pipeline post embedding", f"{r['pipeline_embed_sps']:,.0f} sent/s", f"raw ORT session (batch {config.batch_size})",
+         f"{r['raw_ort_sps']:,.0f} sent/s", r["pipeline_embed_sps"] / r["raw_ort_sps"]),
+        ("OnnxEmbedder.embed (tokenise+run)", f"{r['embedder_sps']:,.0f} sent/s", f"raw ORT session (batch {config.batch_size})",
+         f"{r['raw_ort_sps']:,.0f} sent/s", r["embedder_sps"] / r["raw_ort_sps"]),
+    ]
+    out = [f"{'measure':36} {'Ripple':>16}   {'baseline (same run)':34} {'value':>16} {'ratio':>7}", "-" * 114]
+    out += [f"{a:36} {b:>16}   {c:34} {d:>16} {e:7.2f}" for a, b, c, d, e in rows]
+    out.append(f"event→recommendation latency at {config.rate:,.0f} ev/s offered: p50 {r['latency_p50_ms']:.1f} ms, "
+               f"p99 {r['latency_p99_ms']:.1f} ms ({r['latency_received']}/{r['latency_events']} answered); "
+               f"ONNX provider {r['onnx_provider']}")
+    return "\n".join(out)

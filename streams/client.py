@@ -1,0 +1,79 @@
+"""Plain aiokafka helpers for producers and consumers outside the worker (demo, tests, bench).
+
+Every helper passes ``client_kwargs`` to the aiokafka client as they are: the security settings
+from :func:`streams.security.kafka_client_kwargs` (empty for PLAINTEXT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+async def produce(bootstrap: str, events: Iterable[dict], prefix: str = "", *, linger_ms: int = 5,
+                  **client_kwargs) -> int:
+    """Send ``{"topic", "key", "value"}`` events (value: dict → JSON, or raw bytes) in order."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", **client_kwargs)
+    await producer.start()
+    n = 0
+    try:
+        for ev in events:
+            value = ev["value"] if isinstance(ev["value"], bytes) else json.dumps(ev["value"]).encode()
+            key = ev.get("key")
+            await producer.send(prefix + ev["topic"], value=value, key=key.encode() if isinstance(key, str) else key)
+            n += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return n
+
+
+async def consume(bootstrap: str, topic: str, *, until, timeout_s: float = 60.0, settle_s: float = 0.0,
+                  **client_kwargs) -> list[dict]:
+    """Read JSON messages of ``topic`` from the start until ``until(messages)`` holds.
+
+    After ``until`` first holds, keep reading for ``settle_s`` more seconds (late messages).
+    Returns what was read when the condition held, or everything read by ``timeout_s``.
+    """
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None, **client_kwargs)
+    await consumer.start()
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout_s
+    settled_at = None
+    try:
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for r in records:
+                    doc = json.loads(r.value)
+                    doc["_meta"] = {"partition": r.partition, "offset": r.offset, "key": r.key.decode() if r.key else None}
+                    out.append(doc)
+            if settled_at is None and until(out):
+                settled_at = time.monotonic()
+            if settled_at is not None and time.monotonic() - settled_at >= settle_s:
+                break
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def partition_counts(bootstrap: str, names: Iterable[str], **client_kwargs) -> dict[str, int]:
+    """Partition count of each existing topic in ``names`` (missing topics are left out)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(names))
+    finally:
+        await admin.close()
+    return {d["topic"]: len(d["partitions"]) for d in described if d.get("error_code", 0) == 0 and d["partitions"]}
+
+
+def run(coro):
+    return asyncio.run(coro)

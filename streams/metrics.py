@@ -1,0 +1,437 @@
+"""Every Prometheus metric Ripple exports, declared once, plus the small helpers agents call.
+
+All metrics live in :data:`REGISTRY` (our own :class:`~prometheus_client.CollectorRegistry`,
+which also carries the process/platform/GC collectors) and are named ``ripple_*``.  Labels are
+limited to ``topic``, ``kind``, ``reason``, ``agent`` and ``partition``; every label value comes
+from a small fixed set or from code (agent names, topic names), never from message content, so
+user ids and texts cannot reach a time series.  Free-text dead-letter reasons are mapped to
+:data:`REASONS` by :func:`reason_category`.
+
+Faust's own sensor (``faust.sensors.prometheus``) is attached by :func:`attach_faust_sensors`
+and exports ``ripple_faust_*`` into the same registry; it needs no Faust web server, because
+:func:`start_http` serves the registry itself.
+
+Examples
+--------
+>>> reason_category("invalid JSON: Expecting value: line 1 column 1 (char 0)")
+'invalid_json'
+>>> reason_category("schema: user_id: 'u1' is too short")
+'schema'
+>>> reason_category("processing error: KeyError: 'u42'")
+'processing_error'
+>>> reason_category("something nobody anticipated")
+'other'
+>>> before = REGISTRY.get_sample_value("ripple_dead_letters_total", {"topic": "likes", "reason": "schema"})
+>>> record_dead_letter("likes", "schema: 'post_id' is a required property")
+'schema'
+>>> REGISTRY.get_sample_value("ripple_dead_letters_total", {"topic": "likes", "reason": "schema"}) - before
+1.0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.exposition import start_http_server
+
+from processors.events import INPUT_TOPICS
+
+log = logging.getLogger("ripple.metrics")
+
+#: Registry holding every Ripple metric (and the process collectors); served by :func:`start_http`.
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+# --- fixed label vocabularies ---------------------------------------------------------------
+#: logical topics a ``topic`` label may name (anything else is reported as ``other``)
+TOPICS = (*INPUT_TOPICS, "recommendations", "suggested-replies", "dead-letter", "other")
+#: event kinds of ``ripple_events_consumed_total`` (``invalid``: rejected before it had a kind)
+KINDS = ("post", "like", "comment", "share", "follow", "invalid", "other")
+#: dead-letter reason categories (see :func:`reason_category`)
+REASONS = ("invalid_json", "schema", "too_long", "empty", "unknown_topic", "invalid_event",
+           "processing_error", "other")
+#: model components counted by ``ripple_model_updates_total``
+MODEL_KINDS = ("factors", "profile", "reply_bank", "other")
+#: what an ONNX batch encoded
+ONNX_KINDS = ("post", "comment", "reply", "other")
+#: the agents that report processing latency (streams/agents.py)
+AGENTS = ("embed_posts", "engage", "suggest_replies")
+#: the only label names any ``ripple_*`` metric may carry
+ALLOWED_LABELS = frozenset({"topic", "kind", "reason", "agent", "partition"})
+
+_REASON_PREFIXES = (
+    ("invalid json", "invalid_json"),
+    ("schema", "schema"),
+    ("text too long", "too_long"),
+    ("too long", "too_long"),
+    ("empty message", "empty"),
+    ("unknown topic", "unknown_topic"),
+    ("a user cannot follow themselves", "invalid_event"),
+    ("invalid event", "invalid_event"),
+    ("processing error", "processing_error"),
+    ("processing failed", "processing_error"),
+)
+_AGENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
+# --- buckets --------------------------------------------------------------------------------
+PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+# --- the metrics (each declared exactly once) -------------------------------------------------
+EVENTS_CONSUMED = Counter(
+    "ripple_events_consumed", "Input messages taken off a topic, by logical topic and decoded event kind.",
+    ["topic", "kind"], registry=REGISTRY)
+DEAD_LETTERS = Counter(
+    "ripple_dead_letters", "Messages sent to the dead-letter topic, by source topic and reason category.",
+    ["topic", "reason"], registry=REGISTRY)
+PROCESSING_SECONDS = Histogram(
+    "ripple_processing_seconds", "Wall time an agent spent on one event or micro-batch.",
+    ["agent"], buckets=PROCESSING_BUCKETS, registry=REGISTRY)
+EVENT_TO_RECOMMENDATION_SECONDS = Histogram(
+    "ripple_event_to_recommendation_seconds",
+    "Time from a user's oldest not-yet-reflected event (Kafka timestamp) to publishing their recommendations.",
+    ["agent"], buckets=END_TO_END_BUCKETS, registry=REGISTRY)
+RECOMMENDATIONS_PUBLISHED = Counter(
+    "ripple_recommendations_published", "Recommendation messages published.", registry=REGISTRY)
+SUGGESTIONS_PUBLISHED = Counter(
+    "ripple_suggestions_published", "Suggested-replies messages published.", registry=REGISTRY)
+MODEL_UPDATES = Counter(
+    "ripple_model_updates", "Online model updates (e.g. factor-model learn steps), by model component.",
+    ["kind"], registry=REGISTRY)
+ONNX_BATCH_SIZE = Histogram(
+    "ripple_onnx_batch_size", "Texts per ONNX inference call.",
+    ["kind"], buckets=BATCH_BUCKETS, registry=REGISTRY)
+ONNX_INFERENCE_SECONDS = Histogram(
+    "ripple_onnx_inference_seconds", "Wall time of one ONNX inference call (tokenize + run + pool).",
+    ["kind"], buckets=INFERENCE_BUCKETS, registry=REGISTRY)
+EMBEDDING_QUEUE_DEPTH = Gauge(
+    "ripple_embedding_queue_depth", "Texts handed to the embedding executor and not yet embedded.",
+    registry=REGISTRY)
+CONSUMER_LAG = Gauge(
+    "ripple_consumer_lag", "Messages behind the partition end (high watermark minus committed offset).",
+    ["topic", "partition"], registry=REGISTRY)
+REBALANCES = Counter(
+    "ripple_rebalances", "Consumer-group rebalances this worker took part in.", registry=REGISTRY)
+
+#: every Ripple metric, for tests and docs (the ``ripple_faust_*`` ones belong to Faust)
+ALL_METRICS = (EVENTS_CONSUMED, DEAD_LETTERS, PROCESSING_SECONDS, EVENT_TO_RECOMMENDATION_SECONDS,
+               RECOMMENDATIONS_PUBLISHED, SUGGESTIONS_PUBLISHED, MODEL_UPDATES, ONNX_BATCH_SIZE,
+               ONNX_INFERENCE_SECONDS, EMBEDDING_QUEUE_DEPTH, CONSUMER_LAG, REBALANCES)
+
+# Zero-initialise the fixed label combinations so rate()/increase() see the first event.
+for _topic, _kind in INPUT_TOPICS.items():
+    EVENTS_CONSUMED.labels(topic=_topic, kind=_kind)
+    EVENTS_CONSUMED.labels(topic=_topic, kind="invalid")
+    for _reason in REASONS:
+        DEAD_LETTERS.labels(topic=_topic, reason=_reason)
+for _kind in MODEL_KINDS[:-1]:
+    MODEL_UPDATES.labels(kind=_kind)
+# Histograms too: a series that appears with its first observation hides a worker's first burst
+for _agent_name in AGENTS:
+    PROCESSING_SECONDS.labels(agent=_agent_name)
+for _agent_name in ("engage", "flush_deferred"):
+    EVENT_TO_RECOMMENDATION_SECONDS.labels(agent=_agent_name)
+for _kind in ONNX_KINDS[:-1]:
+    ONNX_BATCH_SIZE.labels(kind=_kind)
+    ONNX_INFERENCE_SECONDS.labels(kind=_kind)
+
+
+# --- label helpers ----------------------------------------------------------------------------
+def _one_of(value: str, allowed: Sequence[str]) -> str:
+    return value if value in allowed else "other"
+
+
+def _agent(name: str) -> str:
+    if not _AGENT_RE.match(name):
+        raise ValueError(f"agent label must be a code identifier (lower_snake_case), got {name!r}")
+    return name
+
+
+def reason_category(reason: str) -> str:
+    """Map a free-text dead-letter reason onto one of :data:`REASONS` (never the text itself)."""
+    text = reason.strip().lower()
+    for prefix, category in _REASON_PREFIXES:
+        if text.startswith(prefix):
+            return category
+    return "other"
+
+
+# --- what the agents call -----------------------------------------------------------------------
+def record_consumed(topic: str, kind: str, n: int = 1) -> None:
+    """Count ``n`` messages of logical ``topic`` decoded as ``kind`` (``"invalid"`` if rejected)."""
+    EVENTS_CONSUMED.labels(topic=_one_of(topic, TOPICS), kind=_one_of(kind, KINDS)).inc(n)
+
+
+def record_dead_letter(topic: str, reason: str) -> str:
+    """Count one dead letter from logical ``topic``; returns the reason category used as label."""
+    category = reason_category(reason)
+    DEAD_LETTERS.labels(topic=_one_of(topic, TOPICS), reason=category).inc()
+    return category
+
+
+@contextmanager
+def observe_latency(agent: str) -> Iterator[None]:
+    """Time the ``with`` body into ``ripple_processing_seconds{agent=...}`` (also on error)."""
+    child = PROCESSING_SECONDS.labels(agent=_agent(agent))
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        child.observe(time.perf_counter() - start)
+
+
+def observe_event_to_recommendation(event_ts: float, agent: str, *, now: float | None = None) -> float:
+    """Record ``now - event_ts`` (epoch seconds, clamped at 0 against clock skew); returns it."""
+    latency = max(0.0, (time.time() if now is None else now) - event_ts)
+    EVENT_TO_RECOMMENDATION_SECONDS.labels(agent=_agent(agent)).observe(latency)
+    return latency
+
+
+class RecommendationClock:
+    """Per user, the Kafka timestamp of the oldest event not yet reflected in a publish.
+
+    ``saw(user, msg.timestamp)`` when an engagement is folded in; ``published(user, agent)`` after
+    sending that user's recommendations observes ``now - oldest`` (deferred publishes included).
+    User ids stay in this dict, never in a label; at most ``limit`` users are tracked (oldest dropped).
+
+    >>> clock = RecommendationClock()
+    >>> clock.saw("u1", 10.0); clock.saw("u1", 11.0)
+    >>> clock.published("u1", "engage", now=12.5), clock.published("u1", "engage", now=13.0)
+    (2.5, None)
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._oldest: dict[str, float] = {}
+
+    def saw(self, user: str, ts: float) -> None:
+        if user not in self._oldest:
+            if len(self._oldest) >= self.limit:
+                del self._oldest[next(iter(self._oldest))]
+            self._oldest[user] = ts
+
+    def published(self, user: str, agent: str, *, now: float | None = None) -> float | None:
+        ts = self._oldest.pop(user, None)
+        return None if ts is None else observe_event_to_recommendation(ts, agent, now=now)
+
+
+def record_recommendation(n: int = 1) -> None:
+    """Count published recommendation messages."""
+    RECOMMENDATIONS_PUBLISHED.inc(n)
+
+
+def record_suggestion(n: int = 1) -> None:
+    """Count published suggested-replies messages."""
+    SUGGESTIONS_PUBLISHED.inc(n)
+
+
+def record_model_update(kind: str, n: int = 1) -> None:
+    """Count ``n`` online updates of model component ``kind`` (see :data:`MODEL_KINDS`)."""
+    if n > 0:
+        MODEL_UPDATES.labels(kind=_one_of(kind, MODEL_KINDS)).inc(n)
+
+
+@contextmanager
+def observe_onnx(kind: str, batch_size: int) -> Iterator[None]:
+    """Record one ONNX call: its batch size and the wall time of the ``with`` body."""
+    label = _one_of(kind, ONNX_KINDS)
+    ONNX_BATCH_SIZE.labels(kind=label).observe(batch_size)
+    child = ONNX_INFERENCE_SECONDS.labels(kind=label)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        child.observe(time.perf_counter() - start)
+
+
+T = TypeVar("T")
+
+
+def instrument_embed(embed: Callable[[list[str]], T], kind: str) -> Callable[[list[str]], T]:
+    """Wrap ``Embedder.embed`` so every call records batch size and inference time.
+
+    Wrap the function that runs *inside* the executor thread, so queueing time is not counted:
+    ``loop.run_in_executor(executor, instrument_embed(embedder.embed, "post"), texts)``.
+    """
+
+    def embed_and_observe(texts: list[str]) -> T:
+        with observe_onnx(kind, len(texts)):
+            return embed(texts)
+
+    return embed_and_observe
+
+
+@contextmanager
+def embedding_queued(n: int) -> Iterator[None]:
+    """Count ``n`` texts as waiting for/in the embedding executor while the ``with`` body runs."""
+    EMBEDDING_QUEUE_DEPTH.inc(n)
+    try:
+        yield
+    finally:
+        EMBEDDING_QUEUE_DEPTH.dec(n)
+
+
+# --- consumer lag -----------------------------------------------------------------------------
+_lag_series: set[tuple[str, str]] = set()
+
+
+def source_topics(app) -> set[str]:
+    """Topic names the app's agents consume (their consumer-group partitions carry the lag)."""
+    names: set[str] = set()
+    for agent in app.agents.values():
+        names.update(getattr(agent.channel, "topics", ()) or ())
+    return names
+
+
+def publish_lag(lags: dict[tuple[str, int], int]) -> None:
+    """Set ``ripple_consumer_lag`` to exactly ``lags``; series of partitions no longer owned are removed."""
+    current = {(topic, str(partition)) for topic, partition in lags}
+    for topic, partition in _lag_series - current:
+        try:
+            CONSUMER_LAG.remove(topic, partition)
+        except KeyError:
+            pass
+    for (topic, partition), lag in lags.items():
+        CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(lag)
+    _lag_series.clear()
+    _lag_series.update(current)
+
+
+async def consumer_lag(app, topics: Iterable[str] | None = None, *, timeout_s: float = 5.0) -> dict[tuple[str, int], int]:
+    """Lag per assigned partition of ``topics`` (default: the agents' source topics).
+
+    lag = end offset (``consumer.highwaters``: a ListOffsets request, so it stays right while the
+    consumer is paused) − the offset Faust last committed (``consumer._committed_offset``, Kafka
+    semantics: the next offset to read).  A partition the group never committed counts from its
+    earliest offset.  Changelog and other internal partitions are left out unless named.
+    """
+    consumer = app.consumer
+    wanted = set(topics) if topics is not None else source_topics(app)
+    tps = sorted(tp for tp in consumer.assignment() if tp.topic in wanted)
+    if not tps:
+        return {}
+    ends = await asyncio.wait_for(consumer.highwaters(*tps), timeout_s)
+    committed = consumer._committed_offset  # faust-streaming keeps it per TP; .get() never inserts
+    unknown = [tp for tp in tps if committed.get(tp) is None]
+    earliest = await asyncio.wait_for(consumer.earliest_offsets(*unknown), timeout_s) if unknown else {}
+    lags = {}
+    for tp in tps:
+        end = ends.get(tp)
+        if end is None:
+            continue
+        done = committed.get(tp)
+        if done is None:
+            done = earliest.get(tp, 0)
+        lags[(tp.topic, tp.partition)] = max(0, int(end) - int(done))
+    return lags
+
+
+async def sample_lag(app, topics: Iterable[str] | None = None, *, timeout_s: float = 5.0,
+                     rename: Callable[[str], str] = lambda topic: topic) -> dict[tuple[str, int], int]:
+    """Refresh ``ripple_consumer_lag`` from ``app``'s consumer; never raises (call from an ``app.timer``).
+
+    ``rename`` maps Kafka topic names to label values (e.g. strips the topic prefix so lag is
+    labelled with the same logical names as the other metrics).  Returns the lags published
+    (``{}`` while the consumer is not started or on error).
+    """
+    try:
+        lags = await consumer_lag(app, topics, timeout_s=timeout_s)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a metrics sampler must never take the worker down
+        log.debug("consumer lag not sampled: %s: %s", type(exc).__name__, exc)
+        return {}
+    lags = {(rename(topic), partition): lag for (topic, partition), lag in lags.items()}
+    publish_lag(lags)
+    return lags
+
+
+# --- Faust sensors ----------------------------------------------------------------------------
+_faust_metrics = None
+
+
+def _faust_sensor_metrics():
+    """Faust's ``FaustMetrics`` in :data:`REGISTRY`, created once per process (prefix ``ripple_faust``)."""
+    global _faust_metrics
+    if _faust_metrics is None:
+        from faust.sensors.prometheus import FaustMetrics
+
+        _faust_metrics = FaustMetrics.create(REGISTRY, "ripple_faust")
+    return _faust_metrics
+
+
+def _rebalance_sensor():
+    import faust
+
+    class RebalanceSensor(faust.Sensor):
+        """Counts rebalances and drops lag series at the start of one (ownership is changing)."""
+
+        def on_rebalance_start(self, app):
+            REBALANCES.inc()
+            publish_lag({})
+            return super().on_rebalance_start(app)
+
+    return RebalanceSensor()
+
+
+def attach_faust_sensors(app, *, faust_sensor: bool = True) -> None:
+    """Install Ripple's rebalance sensor and (optionally) Faust's Prometheus monitor on ``app``.
+
+    Call in ``build_app`` right after ``faust.App(...)``, before the worker starts.  Unlike
+    ``faust.sensors.prometheus.setup_prometheus_sensors`` this registers no web page (the app runs
+    with ``web_enabled=False``; :func:`start_http` serves the registry) and may be called for
+    several apps in one process without "Duplicated timeseries" errors.
+    """
+    if faust_sensor:
+        from faust.sensors.prometheus import PrometheusMonitor
+
+        app.monitor = PrometheusMonitor(metrics=_faust_sensor_metrics())
+    app.sensors.add(_rebalance_sensor())
+
+
+# --- HTTP endpoint ----------------------------------------------------------------------------
+@dataclass
+class MetricsServer:
+    """The running exposition endpoint (``/metrics``; any path answers)."""
+
+    host: str
+    port: int
+    _httpd: object
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def start_http(host: str = "127.0.0.1", port: int = 0) -> MetricsServer:
+    """Serve :data:`REGISTRY` on ``host:port`` from a daemon thread (port 0: any free port)."""
+    httpd, _thread = start_http_server(port, addr=host, registry=REGISTRY)
+    bound_host, bound_port = httpd.server_address[:2]
+    log.info("Prometheus metrics on http://%s:%d/metrics", bound_host, bound_port)
+    return MetricsServer(host=bound_host, port=bound_port, _httpd=httpd)
+
+

