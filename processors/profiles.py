@@ -17,10 +17,14 @@ Examples
 >>> UserProfile.from_dict(p.to_dict()) == p
 True
 
-Replays after a crash are recognised by source position:
+Replays after a crash are recognised by source position, also when the consumer delivers a
+partition's events out of order around a rebalance (a prefetched later offset first, then the
+earlier ones after the seek back to the committed offset; faust-streaming issue #221):
 
 >>> p.mark("likes:0", 41); p.applied("likes:0", 41), p.applied("likes:0", 42)
 (True, False)
+>>> p.mark("likes:0", 45); p.applied("likes:0", 43), p.applied("likes:0", 45)
+(False, True)
 
 and producer retries (a new offset, the same ``event_id``) by the user's recent event ids:
 
@@ -39,6 +43,9 @@ import numpy as np
 #: how much each action says about interest (a share says more than a like)
 ACTION_WEIGHTS = {"like": 1.0, "comment": 2.0, "share": 3.0}
 HALF_LIFE_S = 7 * 24 * 3600.0
+#: applied offsets remembered per source (the largest ones): an earlier offset delivered after a
+#: later one is recognised as new, not as a replay, as long as it is within this window
+RECENT_POSITIONS = 16
 
 
 @dataclass
@@ -56,6 +63,8 @@ class UserProfile:
     sentiment_n: int = 0
     #: highest applied position per input source (e.g. "likes:3" → offset); makes replays idempotent
     positions: dict[str, int] = field(default_factory=dict)
+    #: the ``RECENT_POSITIONS`` largest applied offsets per source, ascending (see :meth:`applied`)
+    recent: dict[str, list[int]] = field(default_factory=dict)
     #: the user's most recent producer ``event_id``s (bounded), so a producer retry is applied once
     event_ids: list[str] = field(default_factory=list)
     #: ``events`` as of the last recommendation published for this profile; a profile with
@@ -65,11 +74,28 @@ class UserProfile:
 
     # -- idempotency --------------------------------------------------------------------
     def applied(self, source: str, position: int) -> bool:
-        """True if the event at ``position`` of ``source`` was already folded in (a replay)."""
-        return position <= self.positions.get(source, -1)
+        """True if the event at ``position`` of ``source`` was already folded in (a replay).
+
+        Every applied offset among the source's ``RECENT_POSITIONS`` largest is remembered, so an
+        offset below the highest one that is not among them was skipped over, not applied; only
+        offsets older than the whole window are assumed applied.  Profiles written before the
+        window existed fall back to the high-water mark.
+        """
+        top = self.positions.get(source, -1)
+        if position > top:
+            return False
+        recent = self.recent.get(source)
+        if recent is None:
+            return True
+        return position in recent or (len(recent) >= RECENT_POSITIONS and position < recent[0])
 
     def mark(self, source: str, position: int) -> None:
         self.positions[source] = max(position, self.positions.get(source, -1))
+        recent = self.recent.setdefault(source, [])
+        if position not in recent:
+            recent.append(position)
+            recent.sort()
+            del recent[:-RECENT_POSITIONS]
 
     def admit(self, source: str, position: int, event_id: str | None = None, *, dedup_limit: int = 100) -> str | None:
         """Claim the event at ``position`` of ``source``: ``None`` = apply it, else why to skip it.
@@ -197,6 +223,7 @@ class UserProfile:
             "follows": self.follows,
             "last_ts": self.last_ts,
             "positions": self.positions,
+            "recent": self.recent,
             "sentiment": self.sentiment,
             "sentiment_n": self.sentiment_n,
             "event_ids": self.event_ids,
@@ -215,6 +242,7 @@ class UserProfile:
             follows=list(d.get("follows", [])),
             last_ts=float(d.get("last_ts", 0.0)),
             positions={k: int(v) for k, v in d.get("positions", {}).items()},
+            recent={k: [int(o) for o in v] for k, v in d.get("recent", {}).items()},
             sentiment=float(d.get("sentiment", 0.0)),
             sentiment_n=int(d.get("sentiment_n", 0)),
             event_ids=list(d.get("event_ids", [])),

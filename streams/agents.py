@@ -100,7 +100,12 @@ async def _engagement(rt: Runtime, event, ev: Engagement | Follow) -> None:
     msg = event.message
     profile = rt.load_profile(ev.user_id)
     source = f"{msg.topic}:{msg.partition}"
+    late = msg.offset < profile.positions.get(source, -1)  # a later offset of this source came first
     skip = profile.admit(source, msg.offset, ev.event_id, dedup_limit=rt.settings.dedup_limit)
+    if late and skip is None:  # out-of-order delivery around a rebalance (faust-streaming #221)
+        rt.stats["out_of_order"] = rt.stats.get("out_of_order", 0) + 1
+        log.info("applying %s[%d]@%d after a later offset of that partition (out-of-order delivery)",
+                 msg.topic, msg.partition, msg.offset)
     if skip == "duplicate":  # a producer retry (same event_id at a new offset): applied once, not an error
         rt.stats["duplicates"] = rt.stats.get("duplicates", 0) + 1
         return
