@@ -71,17 +71,24 @@ class ImplicitMF:
         self.max_items = max_items
         self._users: OrderedDict[str, None] = OrderedDict()  # least recently learnt first
         self._items: OrderedDict[str, None] = OrderedDict()
+        # item factors copied into one matrix for scoring (rows refreshed lazily from river's dicts)
+        self._row: dict[str, int] = {}
+        self._matrix = np.zeros((64, n_factors), dtype=np.float64)
+        self._free: list[int] = []
+        self._dirty: set[str] = set()
 
     def learn(self, user: str, item: str, negatives: Sequence[str] = ()) -> None:
         self.model.learn_one(user, item, 1.0)
         self.updates += 1
         self._touch(self._users, user, self.max_users, self.model.u_latents)
         self._touch(self._items, item, self.max_items, self.model.i_latents)
+        self._dirty.add(item)
         for neg in negatives:
             if neg != item:
                 self.model.learn_one(user, neg, 0.0)
                 self.updates += 1
                 self._touch(self._items, neg, self.max_items, self.model.i_latents)
+                self._dirty.add(neg)
 
     @property
     def n_users(self) -> int:
@@ -91,22 +98,41 @@ class ImplicitMF:
     def n_items(self) -> int:
         return len(self.model.i_latents)
 
-    @staticmethod
-    def _touch(order: OrderedDict, key: str, limit: int, latents: dict) -> None:
+    def _touch(self, order: OrderedDict, key: str, limit: int, latents: dict) -> None:
         order[key] = None
         order.move_to_end(key)
         while len(order) > limit:
             old, _ = order.popitem(last=False)
             latents.pop(old, None)
+            if latents is self.model.i_latents:
+                self._dirty.add(old)
 
     def scores(self, user: str, items: Sequence[str]) -> np.ndarray:
+        """``user``'s score for each of ``items`` (0 for unknown users and items): one gather and
+        one matrix-vector product over a cached copy of the item factors."""
         u = self.model.u_latents.get(user)
-        out = np.zeros(len(items), dtype=np.float64)
         if u is None:
-            return out
-        known = [(j, self.model.i_latents.get(it)) for j, it in enumerate(items)]
-        known = [(j, v) for j, v in known if v is not None]
-        if known:
-            idx, vecs = zip(*known)
-            out[list(idx)] = np.stack(vecs) @ u
+            return np.zeros(len(items), dtype=np.float64)
+        self._sync()
+        rows = np.fromiter((self._row.get(it, -1) for it in items), dtype=np.int64, count=len(items))
+        out = self._matrix[rows] @ u
+        out[rows < 0] = 0.0
         return out
+
+    def _sync(self) -> None:
+        """Copy the factors learnt since the last call into the matrix; drop forgotten items."""
+        latents, row = self.model.i_latents, self._row
+        for item in self._dirty:
+            vec = latents.get(item)
+            if vec is None:  # forgotten (beyond max_items)
+                if item in row:
+                    self._free.append(row.pop(item))
+                continue
+            r = row.get(item)
+            if r is None:
+                r = self._free.pop() if self._free else len(row)
+                if r >= len(self._matrix):
+                    self._matrix = np.concatenate([self._matrix, np.zeros_like(self._matrix)])
+                row[item] = r
+            self._matrix[r] = vec
+        self._dirty.clear()

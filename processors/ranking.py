@@ -115,7 +115,12 @@ def recommend_detailed(
     mf = np.zeros(cand.size) if mf_scores is None else np.clip(np.asarray(mf_scores(profile.user_id, ids), dtype=np.float64), 0, 1)
     liked = {a: profile.affinity(a) for a in (*profile.authors, *profile.follows)}
     aff = np.array([liked.get(a, 0.0) for a in authors]) if liked else np.zeros(cand.size)
-    co = np.array([co_by_id.get(i, 0.0) for i in ids]) if co_by_id else np.zeros(cand.size)
+    if not co_by_id:
+        co = np.zeros(cand.size)
+    elif hasattr(co_by_id, "take"):  # processors.recommender.CoScores: one gather
+        co = co_by_id.take(ids)
+    else:
+        co = np.array([co_by_id.get(i, 0.0) for i in ids])
     if co.size and co.max() > 0:
         co /= co.max()
     feats = {"similarity": sim[cand].astype(np.float64), "factors": mf, "coengagement": co,
@@ -156,7 +161,8 @@ def _candidates(profile: UserProfile, view, sim, pop, fresh, co_by_id: Mapping[s
         if liked:
             pools.append(np.array([i for i, a in enumerate(view.authors) if a in liked][-m:], dtype=np.int64))
         if co_by_id:
-            best = set(sorted(co_by_id, key=co_by_id.__getitem__, reverse=True)[:m])
+            best = set(co_by_id.top(m) if hasattr(co_by_id, "top")
+                       else sorted(co_by_id, key=co_by_id.__getitem__, reverse=True)[:m])
             pools.append(np.array([i for i, p in enumerate(view.ids) if p in best], dtype=np.int64))
         rows = np.unique(np.concatenate(pools)).tolist()
     seen = set(profile.seen)

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -70,6 +70,10 @@ class CoEngagement:
     ``c`` over engagement counts ``n``.  Memory is bounded: ``max_neighbours`` per post (the
     strongest kept) and ``max_posts`` posts (the least recently engaged forgotten first).
 
+    Posts get integer slots, and each post's neighbours are an ``int → count`` dict, so scoring
+    reads them into numpy in C (``np.fromiter``) and sums with one ``np.bincount``: a few
+    hundred microseconds became tens, with the same figures as a plain-Python sum.
+
     Examples
     --------
     >>> co = CoEngagement()
@@ -85,46 +89,131 @@ class CoEngagement:
         self.window = window
         self.max_neighbours = max_neighbours
         self.max_posts = max_posts
-        self._pairs: dict[str, dict[str, float]] = {}
-        self._count: OrderedDict[str, float] = OrderedDict()  # engagements per post, least recent first
+        self._slot: dict[str, int] = {}  # live post → slot
+        self._post: list[str | None] = []  # slot → post (None: forgotten; slots are not reused until compaction)
+        self._n = np.zeros(64, dtype=np.float64)  # engagements per slot (0: forgotten)
+        self._pairs: list[dict[int, float]] = []  # slot → {neighbour slot: co-occurrences}
+        self._lru: OrderedDict[str, None] = OrderedDict()  # least recently engaged first
 
     def learn(self, post_id: str, previous: Sequence[str]) -> None:
         """One engagement with ``post_id`` by a user whose earlier posts were ``previous`` (oldest first)."""
-        self._count[post_id] = self._count.get(post_id, 0.0) + 1.0
-        self._count.move_to_end(post_id)
-        mine = self._pairs.setdefault(post_id, {})
+        me = self._slot.get(post_id)
+        if me is None:
+            me = self._new_slot(post_id)
+        self._n[me] += 1.0
+        self._lru[post_id] = None
+        self._lru.move_to_end(post_id)
+        mine, slot, pairs = self._pairs[me], self._slot, self._pairs
         for other in dict.fromkeys(previous[-self.window:] if self.window > 0 else ()):
-            if other == post_id or other not in self._count:
+            o = slot.get(other)
+            if o is None or o == me:
                 continue
-            mine[other] = mine.get(other, 0.0) + 1.0
-            theirs = self._pairs.setdefault(other, {})
-            theirs[post_id] = theirs.get(post_id, 0.0) + 1.0
+            mine[o] = mine.get(o, 0.0) + 1.0
+            theirs = pairs[o]
+            theirs[me] = theirs.get(me, 0.0) + 1.0
             self._bound(theirs)
         self._bound(mine)
-        while len(self._count) > self.max_posts:
-            old, _ = self._count.popitem(last=False)
-            self._pairs.pop(old, None)  # entries pointing at it elsewhere are skipped when scoring
+        while len(self._lru) > self.max_posts:
+            old, _ = self._lru.popitem(last=False)
+            s = self._slot.pop(old)
+            self._post[s] = None
+            self._n[s] = 0.0  # entries pointing at it elsewhere score 0 and are dropped
+            self._pairs[s] = {}
+        if len(self._post) > 2 * self.max_posts + 64:
+            self._compact()
 
-    def scores(self, recent: Sequence[str], weights: Iterable[float]) -> dict[str, float]:
+    def scores(self, recent: Sequence[str], weights: Iterable[float]) -> "CoScores":
         """Weighted co-engagement cosine of every post paired with one of ``recent``."""
-        count, acc = self._count, {}
+        idx, vals = [], []
         for post_id, w in zip(recent, weights):
-            pairs = self._pairs.get(post_id)
-            if not pairs or w == 0:
+            s = self._slot.get(post_id)
+            if s is None or w == 0 or not self._pairs[s]:
                 continue
-            wr = float(w) / math.sqrt(count[post_id])
-            for other, c in pairs.items():
-                acc[other] = acc.get(other, 0.0) + wr * c
-        return {q: s / math.sqrt(count[q]) for q, s in acc.items() if q in count}
+            pairs = self._pairs[s]
+            idx.append(np.fromiter(pairs.keys(), dtype=np.int64, count=len(pairs)))
+            vals.append(np.fromiter(pairs.values(), dtype=np.float64, count=len(pairs)) * (float(w) / math.sqrt(self._n[s])))
+        if not idx:
+            return CoScores(self, np.zeros(0))
+        n = self._n[: len(self._post)]
+        acc = np.bincount(np.concatenate(idx), weights=np.concatenate(vals), minlength=len(n))
+        live = n > 0
+        acc[live] /= np.sqrt(n[live])
+        acc[~live] = 0.0
+        return CoScores(self, acc)
 
-    def _bound(self, pairs: dict[str, float]) -> None:
+    def _new_slot(self, post_id: str) -> int:
+        s = len(self._post)
+        self._post.append(post_id)
+        self._pairs.append({})
+        self._slot[post_id] = s
+        if s >= len(self._n):
+            self._n = np.concatenate([self._n, np.zeros_like(self._n)])
+        return s
+
+    def _compact(self) -> None:
+        """Renumber the live posts' slots (forgotten slots otherwise accumulate forever)."""
+        live = [s for s, p in enumerate(self._post) if p is not None]
+        new_of = {s: i for i, s in enumerate(live)}
+        self._post = [self._post[s] for s in live]
+        self._pairs = [{new_of[o]: c for o, c in self._pairs[s].items() if o in new_of} for s in live]
+        n = np.zeros(max(64, 2 * len(live)), dtype=np.float64)
+        n[: len(live)] = self._n[live]
+        self._n = n
+        self._slot = {p: i for i, p in enumerate(self._post)}
+
+    def _bound(self, pairs: dict[int, float]) -> None:
         if len(pairs) > self.max_neighbours + max(8, self.max_neighbours // 4):  # amortised pruning
             keep = heapq.nlargest(self.max_neighbours, pairs.items(), key=lambda kv: kv[1])
             pairs.clear()
             pairs.update(keep)
 
     def __len__(self) -> int:
-        return len(self._count)
+        return len(self._lru)
+
+
+class CoScores(Mapping[str, float]):
+    """Read-only ``post_id → co-engagement score`` over a dense score vector (only posts with a
+    positive score are keys); :meth:`take` gathers many at once."""
+
+    __slots__ = ("_co", "_acc")
+
+    def __init__(self, co: CoEngagement, acc: np.ndarray):
+        self._co, self._acc = co, acc
+
+    def __getitem__(self, post_id: str) -> float:
+        s = self._co._slot.get(post_id)
+        if s is None or s >= self._acc.size or self._acc[s] <= 0:
+            raise KeyError(post_id)
+        return float(self._acc[s])
+
+    def __iter__(self):
+        post = self._co._post
+        return (post[s] for s in np.flatnonzero(self._acc > 0).tolist())
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self._acc > 0))
+
+    def __bool__(self) -> bool:
+        return bool(self._acc.size) and bool((self._acc > 0).any())
+
+    def take(self, post_ids: Sequence[str]) -> np.ndarray:
+        """Scores of ``post_ids`` (0 where none), as one array."""
+        if not self._acc.size:
+            return np.zeros(len(post_ids))
+        slot = self._co._slot
+        rows = np.fromiter((slot.get(p, -1) for p in post_ids), dtype=np.int64, count=len(post_ids))
+        rows[rows >= self._acc.size] = -1
+        out = self._acc[rows]
+        out[rows < 0] = 0.0
+        return out
+
+    def top(self, m: int) -> list[str]:
+        """The ``m`` highest-scoring posts."""
+        live = np.flatnonzero(self._acc > 0)
+        if live.size > m:
+            live = live[np.argpartition(-self._acc[live], m)[:m]]
+        post = self._co._post
+        return [post[s] for s in live.tolist()]
 
 
 class Recommender:

@@ -31,3 +31,84 @@ def test_engagement_with_unknown_post_is_counted_and_retried_later():
     doc = svc.recommendation(p)
     assert doc["items"] == [] and p.events == 1
     assert svc.due() == ["u"]  # incomplete profile → one more send once the post arrives
+
+
+def test_factor_scores_match_rivers_latents_through_learning_and_forgetting():
+    """The cached item matrix must give exactly river's dot products, also after items are
+    forgotten (max_items) and relearnt into reused rows."""
+    import random
+
+    from models.factors import ImplicitMF
+
+    rng = random.Random(5)
+    mf = ImplicitMF(n_factors=4, max_items=30, seed=3)
+    items = [f"i{j}" for j in range(60)]
+    for step in range(400):
+        user = f"u{rng.randrange(8)}"
+        mf.learn(user, rng.choice(items), negatives=rng.sample(items, 3))
+        if step % 37 == 0:
+            query = rng.sample(items, 20) + ["never-seen"]
+            want = np.array([float(mf.model.i_latents[i] @ mf.model.u_latents[user]) if i in mf.model.i_latents else 0.0
+                             for i in query])
+            np.testing.assert_allclose(mf.scores(user, query), want, rtol=1e-12, atol=1e-12)
+    assert mf.n_items == 30
+    assert not mf.scores("stranger", items[:3]).any()
+
+
+def _reference_co_scores(histories, recent, weights, window):
+    """Co-engagement scores the slow obvious way, from the users' histories."""
+    import math
+    from collections import defaultdict
+
+    n, c = defaultdict(float), defaultdict(float)
+    for history in histories:
+        for i, post in enumerate(history):
+            n[post] += 1
+            for other in dict.fromkeys(history[max(0, i - window):i]):
+                if other != post:
+                    c[post, other] += 1
+                    c[other, post] += 1
+    acc = defaultdict(float)
+    for r, w in zip(recent, weights):
+        for (a, b), cnt in c.items():
+            if a == r:
+                acc[b] += w * cnt / math.sqrt(n[r])
+    return {q: s / math.sqrt(n[q]) for q, s in acc.items()}
+
+
+def test_vectorised_coengagement_equals_the_plain_sum():
+    import random
+
+    from processors.recommender import CoEngagement
+
+    rng = random.Random(11)
+    posts = [f"p{i}" for i in range(40)]
+    co = CoEngagement(window=5, max_neighbours=1000)
+    histories = [[] for _ in range(30)]
+    for _ in range(600):  # users engage in an interleaved order, as on the stream
+        h = histories[rng.randrange(30)]
+        post = rng.choice(posts)
+        co.learn(post, h)
+        h.append(post)
+    recent, weights = ["p3", "p7", "p11"], [1.0, 0.8, 0.64]
+    got, want = co.scores(recent, np.array(weights)), _reference_co_scores(histories, recent, weights, 5)
+    assert set(got) == set(want) and len(got) == len(want)
+    for q in want:
+        assert abs(got[q] - want[q]) < 1e-9
+    np.testing.assert_allclose(got.take(["p1", "nope", "p2"]), [want.get("p1", 0.0), 0.0, want.get("p2", 0.0)])
+    best = got.top(5)
+    assert sorted(best, key=got.get, reverse=True) == sorted(want, key=want.get, reverse=True)[:5]
+
+
+def test_forgotten_posts_leave_no_stale_pairs_through_compaction():
+    from processors.recommender import CoEngagement
+
+    co = CoEngagement(window=3, max_posts=3)
+    for post in ["a", "b", "c", "d", "e"] * 20:  # each new post evicts the least recently engaged
+        co.learn(post, ["a", "b", "c", "d", "e"])
+    assert len(co) == 3
+    assert len(co._post) <= 2 * 3 + 64  # slots compacted, not growing with every post ever seen
+    s = co.scores(["e"], [1.0])
+    assert set(s) <= {"c", "d"} and s  # only live posts score
+    co.learn("a", [])  # "a" comes back as a new post with no pairs from its earlier life
+    assert "a" not in co.scores(["e"], [1.0])
