@@ -117,7 +117,7 @@ def recommend_detailed(
     aff = np.array([liked.get(a, 0.0) for a in authors]) if liked else np.zeros(cand.size)
     if not co_by_id:
         co = np.zeros(cand.size)
-    elif hasattr(co_by_id, "take"):  # processors.recommender.CoScores: one gather
+    elif hasattr(co_by_id, "take"):  # processors.recommender.CoScoreVector: one gather
         co = co_by_id.take(ids)
     else:
         co = np.array([co_by_id.get(i, 0.0) for i in ids])

@@ -122,7 +122,7 @@ class CoEngagement:
         if len(self._post) > 2 * self.max_posts + 64:
             self._compact()
 
-    def scores(self, recent: Sequence[str], weights: Iterable[float]) -> "CoScores":
+    def scores(self, recent: Sequence[str], weights: Iterable[float]) -> "CoScoreVector":
         """Weighted co-engagement cosine of every post paired with one of ``recent``."""
         idx, vals = [], []
         for post_id, w in zip(recent, weights):
@@ -133,13 +133,13 @@ class CoEngagement:
             idx.append(np.fromiter(pairs.keys(), dtype=np.int64, count=len(pairs)))
             vals.append(np.fromiter(pairs.values(), dtype=np.float64, count=len(pairs)) * (float(w) / math.sqrt(self._n[s])))
         if not idx:
-            return CoScores(self, np.zeros(0))
+            return CoScoreVector(self, np.zeros(0))
         n = self._n[: len(self._post)]
         acc = np.bincount(np.concatenate(idx), weights=np.concatenate(vals), minlength=len(n))
         live = n > 0
         acc[live] /= np.sqrt(n[live])
         acc[~live] = 0.0
-        return CoScores(self, acc)
+        return CoScoreVector(self, acc)
 
     def _new_slot(self, post_id: str) -> int:
         s = len(self._post)
@@ -171,7 +171,7 @@ class CoEngagement:
         return len(self._lru)
 
 
-class CoScores(Mapping[str, float]):
+class CoScoreVector(Mapping[str, float]):
     """Read-only ``post_id → co-engagement score`` over a dense score vector (only posts with a
     positive score are keys); :meth:`take` gathers many at once."""
 

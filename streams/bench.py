@@ -94,23 +94,29 @@ def _span(timestamps: list[int]) -> float:
     return (max(timestamps) - min(timestamps)) / 1000.0 if len(timestamps) > 1 else float("nan")
 
 
+def _rate(n: int, span: float) -> float:
+    """``n`` per second over ``span`` seconds (NaN when the span is unknown or zero)."""
+    return n / span if span == span and span > 0 else float("nan")
+
+
 async def _applied_events(bootstrap: str, changelog: str, expected: int, timeout_s: float,
                           **client_kwargs) -> tuple[int, float, tuple[int, int]]:
     """Events folded into profiles (changelog records where a user's ``events`` grew), the
     seconds from the first to the last of them, and that window in ms timestamps."""
     stamps: list[int] = []
     last: dict[str, int] = {}
+    read = 0  # records of the growing list already looked at
 
     def done(records) -> bool:
-        for r in records[len(stamps_seen):]:
-            stamps_seen.append(r)
+        nonlocal read
+        for r in records[read:]:
             doc = json.loads(r.value) if r.value else None
             if doc and doc.get("events", 0) > last.get(doc["user_id"], 0):
                 last[doc["user_id"]] = doc["events"]
                 stamps.append(r.timestamp)
+        read = len(records)
         return len(stamps) >= expected
 
-    stamps_seen: list = []
     await _read_until(bootstrap, changelog, done, timeout_s, **client_kwargs)
     window = (min(stamps), max(stamps)) if stamps else (0, 0)
     return len(stamps), _span(stamps), window
@@ -165,19 +171,18 @@ def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
         asyncio.run(_produce_fast(b, posts, s.topic_prefix, **auth))
         got = asyncio.run(_read_until(b, f"{s.app_id}-posts-changelog", lambda rs: len(rs) >= config.posts,
                                       timeout_s=300, **auth))
-        span = _span([r.timestamp for r in got])
-        results["pipeline_embed_sps"] = len(got) / span if span == span and span > 0 else float("nan")
+        results["pipeline_embed_sps"] = _rate(len(got), _span([r.timestamp for r in got]))
 
         # 2) throughput: the engagements are written first, then the worker drains them
         say(f"throughput: {config.events} likes from {config.users} users, written first, then drained")
         asyncio.run(_produce_fast(b, _likes(config.events, config.users, config.posts), s.topic_prefix, **auth))
         n, span, (t0, t1) = asyncio.run(_applied_events(b, f"{s.app_id}-profiles-changelog", config.events,
                                                         timeout_s=600, **auth))
-        results["worker_eps"] = n / span if span == span and span > 0 else float("nan")
+        results["worker_eps"] = _rate(n, span)
         results["worker_events_seen"] = n
         recs = asyncio.run(_read_until(b, s.topic("recommendations"), lambda rs: False, timeout_s=5, **auth))
         in_window = sum(1 for r in recs if t0 <= r.timestamp <= t1)
-        results["worker_recs_per_s"] = in_window / span if span == span and span > 0 else float("nan")
+        results["worker_recs_per_s"] = _rate(in_window, span)
 
         # 3) latency at a fixed offered rate: every event from a new user → an immediate recommendation
         say(f"latency: {config.rate:.0f} events/s for {config.latency_seconds:.0f} s (one event per new user)")
