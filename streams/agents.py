@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 from processors.events import Engagement, Follow, Post, Rejected, decode
 from processors.replies import WaitingForPost
 from processors.sentiment_protocol import engagement_weight
 from streams import metrics
 from streams.app import Runtime
+from streams.client import read_offsets
+from streams.security import kafka_client_kwargs
 
 log = logging.getLogger("ripple.worker")
 
@@ -51,16 +55,13 @@ def register(rt: Runtime) -> None:
         async for event in stream.events():
             with metrics.observe_latency("engage"):
                 rt.ensure_catalog()
-                ev = _decode(rt, rt.logical(event.message.topic), event)
-                if isinstance(ev, Rejected):
-                    await rt.reject(event, ev.reason)
-                    continue
-                try:
-                    await _engagement(rt, event, ev)
-                except Exception as exc:  # never crash the worker on one event
-                    msg = event.message
-                    log.exception("processing failed for %s[%d]@%d", msg.topic, msg.partition, msg.offset)
-                    await rt.reject(event, f"processing error: {type(exc).__name__}: {exc}"[:300])
+                for skipped in await _skipped_before(rt, event):
+                    await _engage_one(rt, skipped)
+                await _engage_one(rt, event)
+
+    @app.on_partitions_revoked.connect
+    async def forget_expected_offsets(sender, revoked, **kwargs):
+        rt.expected_offsets.clear()  # the next assignment starts wherever the group committed
 
     @app.on_rebalance_complete.connect
     async def resume_after_recovery(sender, **kwargs):
@@ -83,6 +84,48 @@ def register(rt: Runtime) -> None:
 
     if rt.replies is not None:
         _register_replies(rt)
+
+
+async def _engage_one(rt: Runtime, event) -> None:
+    ev = _decode(rt, rt.logical(event.message.topic), event)
+    if isinstance(ev, Rejected):
+        await rt.reject(event, ev.reason)
+        return
+    try:
+        await _engagement(rt, event, ev)
+    except Exception as exc:  # never crash the worker on one event
+        msg = event.message
+        log.exception("processing failed for %s[%d]@%d", msg.topic, msg.partition, msg.offset)
+        await rt.reject(event, f"processing error: {type(exc).__name__}: {exc}"[:300])
+
+
+@dataclass
+class _Refetched:
+    """A record re-read from the broker, shaped like the parts of a Faust event the agent reads."""
+
+    message: SimpleNamespace
+    value: bytes
+
+
+async def _skipped_before(rt: Runtime, event) -> list[_Refetched]:
+    """Records of ``event``'s partition that the consumer skipped since the last one seen, re-read
+    from the broker.  faust-streaming 0.15 can drop (and ack) a message while it resumes streams
+    after recovery; the committed offset then passes it and the event would be lost.  Profile
+    idempotency makes re-applying anything already seen harmless."""
+    msg = event.message
+    key = (msg.topic, msg.partition)
+    expected = rt.expected_offsets.get(key)
+    rt.expected_offsets[key] = max(msg.offset + 1, expected or 0)
+    if expected is None or msg.offset <= expected:
+        return []
+    log.warning("the consumer skipped %s[%d]@%d..%d; re-reading them from the broker",
+                msg.topic, msg.partition, expected, msg.offset - 1)
+    isolation = "read_committed" if rt.settings.processing_guarantee == "exactly_once" else "read_uncommitted"
+    records = await read_offsets(rt.settings.broker, msg.topic, msg.partition, expected, msg.offset,
+                                 isolation_level=isolation, **kafka_client_kwargs(rt.settings))
+    rt.stats["refetched"] = rt.stats.get("refetched", 0) + len(records)
+    return [_Refetched(SimpleNamespace(topic=r.topic, partition=r.partition, offset=r.offset,
+                                       timestamp=r.timestamp / 1000.0), r.value) for r in records]
 
 
 def _decode(rt: Runtime, topic: str, event):

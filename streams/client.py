@@ -11,7 +11,7 @@ import json
 import time
 from typing import Iterable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 
 async def produce(bootstrap: str, events: Iterable[dict], prefix: str = "", *, linger_ms: int = 5,
@@ -77,3 +77,25 @@ async def partition_counts(bootstrap: str, names: Iterable[str], **client_kwargs
 
 def run(coro):
     return asyncio.run(coro)
+
+
+async def read_offsets(bootstrap: str, topic: str, partition: int, start: int, end: int, *,
+                       isolation_level: str = "read_uncommitted", timeout_s: float = 10.0, **client_kwargs) -> list:
+    """The records of ``topic[partition]`` at offsets ``start`` ≤ offset < ``end`` (aiokafka
+    ``ConsumerRecord``s; fewer where offsets hold transaction markers or were deleted)."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                isolation_level=isolation_level, **client_kwargs)
+    await consumer.start()
+    out: list = []
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        deadline = time.monotonic() + timeout_s
+        while await consumer.position(tp) < end and time.monotonic() < deadline:
+            for r in (await consumer.getmany(tp, timeout_ms=500, max_records=end - start)).get(tp, []):
+                if start <= r.offset < end:
+                    out.append(r)
+    finally:
+        await consumer.stop()
+    return out
