@@ -13,7 +13,7 @@ from processors.replies import WaitingForPost
 from processors.sentiment_protocol import engagement_weight
 from streams import metrics
 from streams.app import Runtime
-from streams.client import read_offsets
+from streams.client import committed_offsets, read_offsets
 from streams.security import kafka_client_kwargs
 
 log = logging.getLogger("ripple.worker")
@@ -31,7 +31,7 @@ def register(rt: Runtime) -> None:
             with metrics.observe_latency("embed_posts"):
                 rt.ensure_catalog()
                 valid: list[Post] = []
-                for event in events:
+                for event in await _with_skipped(rt, "embed_posts", events):
                     ev = _decode(rt, "posts", event)
                     if isinstance(ev, Rejected):
                         await rt.reject(event, ev.reason)
@@ -55,9 +55,8 @@ def register(rt: Runtime) -> None:
         async for event in stream.events():
             with metrics.observe_latency("engage"):
                 rt.ensure_catalog()
-                for skipped in await _skipped_before(rt, event):
-                    await _engage_one(rt, skipped)
-                await _engage_one(rt, event)
+                for one in await _with_skipped(rt, "engage", [event]):
+                    await _engage_one(rt, one)
 
     @app.on_partitions_revoked.connect
     async def forget_expected_offsets(sender, revoked, **kwargs):
@@ -66,6 +65,8 @@ def register(rt: Runtime) -> None:
     @app.on_rebalance_complete.connect
     async def resume_after_recovery(sender, **kwargs):
         rt.resume_pending = True  # tables are recovered now; the timer below does the scan
+        # sent before the streams resume: the group's committed offsets are where they must start
+        await _seed_expected_offsets(rt)
 
     @app.timer(interval=max(0.05, min(0.5, s.rec_min_interval_s / 2)), name="flush_deferred")
     async def flush_deferred():
@@ -107,19 +108,53 @@ class _Refetched:
     value: bytes
 
 
-async def _skipped_before(rt: Runtime, event) -> list[_Refetched]:
-    """Records of ``event``'s partition that the consumer skipped since the last one seen, re-read
-    from the broker.  faust-streaming 0.15 can drop (and ack) a message while it resumes streams
-    after recovery; the committed offset then passes it and the event would be lost.  Profile
-    idempotency makes re-applying anything already seen harmless."""
+#: agent name → the key of its input topic in ``Runtime.topics`` (each guarded by ``_with_skipped``)
+GUARDED_AGENTS = {"embed_posts": "posts", "engage": "engagements", "suggest_replies": "comments"}
+
+
+async def _seed_expected_offsets(rt: Runtime) -> None:
+    """Start each agent's expected offset of every assigned input partition at the group's
+    committed offset, so that a skip of the very first record after an assignment is caught too
+    (faust-streaming resumes the partitions before it seeks them, and a record fetched in between
+    can be dropped and acked).  Best effort: on any failure the partitions stay unseeded and only
+    later skips are caught."""
+    inputs = {agent: set(rt.topics[key].topics) for agent, key in GUARDED_AGENTS.items() if key in rt.topics}
+    try:
+        assigned = [(tp.topic, tp.partition) for tp in rt.app.consumer.assignment()
+                    if any(tp.topic in names for names in inputs.values())]
+        committed = await committed_offsets(rt.settings.broker, rt.app.conf.id, assigned, timeout_s=5.0,
+                                            **kafka_client_kwargs(rt.settings))
+    except Exception as exc:  # never block or break the resume of the streams
+        log.warning("could not read the committed offsets of the new assignment: %s", type(exc).__name__)
+        return
+    for (topic, partition), offset in committed.items():
+        for agent, names in inputs.items():
+            if topic in names:
+                rt.expected_offsets.setdefault((agent, topic, partition), offset)
+
+
+async def _with_skipped(rt: Runtime, agent: str, events: list) -> list:
+    """``events`` with, before each, the records of its partition that ``agent``'s stream skipped."""
+    out: list = []
+    for event in events:
+        out.extend(await _skipped_before(rt, event, agent))
+        out.append(event)
+    return out
+
+
+async def _skipped_before(rt: Runtime, event, agent: str = "engage") -> list[_Refetched]:
+    """Records of ``event``'s partition that ``agent``'s stream skipped since the last one it saw,
+    re-read from the broker.  faust-streaming 0.15 can drop (and ack) a message while it resumes
+    streams after recovery; the committed offset then passes it and the event would be lost.
+    Profile idempotency makes re-applying anything already seen harmless."""
     msg = event.message
-    key = (msg.topic, msg.partition)
+    key = (agent, msg.topic, msg.partition)
     expected = rt.expected_offsets.get(key)
     rt.expected_offsets[key] = max(msg.offset + 1, expected or 0)
     if expected is None or msg.offset <= expected:
         return []
-    log.warning("the consumer skipped %s[%d]@%d..%d; re-reading them from the broker",
-                msg.topic, msg.partition, expected, msg.offset - 1)
+    log.warning("the consumer skipped %s[%d]@%d..%d of %s; re-reading them from the broker",
+                msg.topic, msg.partition, expected, msg.offset - 1, agent)
     isolation = "read_committed" if rt.settings.processing_guarantee == "exactly_once" else "read_uncommitted"
     records = await read_offsets(rt.settings.broker, msg.topic, msg.partition, expected, msg.offset,
                                  isolation_level=isolation, **kafka_client_kwargs(rt.settings))
@@ -206,6 +241,7 @@ def _register_replies(rt: Runtime) -> None:
         embed_replies = metrics.instrument_embed(rt.embedder.embed, "reply")
         async for events in stream.take_events(s.embed_batch_size, within=s.embed_batch_window_s):
             with metrics.observe_latency("suggest_replies"):
+                events = await _with_skipped(rt, "suggest_replies", events)
                 comments = [ev for ev in (rt.at_edge(decode("comments", e.value, default_ts=e.message.timestamp
                                                             or time.time(), **rt.decode_limits)) for e in events)
                             if isinstance(ev, Engagement)]

@@ -89,8 +89,8 @@ class Runtime:
     catalog_loaded: bool = False
     #: set when a rebalance (or the first assignment) completed: owed recommendations are re-offered
     resume_pending: bool = False
-    #: next offset the engage agent expects per input partition, since the last assignment
-    expected_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: next offset each agent expects per input partition (agent, topic, partition), since the last assignment
+    expected_offsets: dict[tuple[str, str, int], int] = field(default_factory=dict)
     #: least recently active profiles per partition, dropped beyond ``profile_limit`` / ``profile_ttl_s``
     profile_index: RecencyIndex | None = None
     evict_later: dict[int, list[str]] = field(default_factory=dict)
