@@ -33,6 +33,8 @@ from typing import Sequence
 import numpy as np
 from river import optim, reco
 
+from processors.protocols import index_of
+
 
 class ImplicitMF:
     """Implicit MF with sampled negatives (satisfies ``processors.protocols.FactorModel``).
@@ -76,6 +78,8 @@ class ImplicitMF:
         self._matrix = np.zeros((64, n_factors), dtype=np.float64)
         self._free: list[int] = []
         self._dirty: set[str] = set()
+        self._row_version = 0  # bumped whenever an item gains or loses its row
+        self._rows_cache: tuple | None = None
 
     def learn(self, user: str, item: str, negatives: Sequence[str] = ()) -> None:
         self.model.learn_one(user, item, 1.0)
@@ -114,10 +118,22 @@ class ImplicitMF:
         if u is None:
             return np.zeros(len(items), dtype=np.float64)
         self._sync()
-        rows = np.fromiter((self._row.get(it, -1) for it in items), dtype=np.int64, count=len(items))
+        rows = index_of(items, self.rows_for)
         out = self._matrix[rows] @ u
         out[rows < 0] = 0.0
         return out
+
+    def rows_for(self, items: Sequence[str], version) -> np.ndarray:
+        """Matrix rows of ``items`` (-1: none), cached while ``version`` (the caller's name for that
+        list of items) and the row assignment stay the same."""
+        key = (version, self._row_version)
+        if version is None or self._rows_cache is None or self._rows_cache[0] != key:
+            row = self._row
+            rows = np.fromiter((row.get(it, -1) for it in items), dtype=np.int64, count=len(items))
+            if version is None:
+                return rows
+            self._rows_cache = (key, rows)
+        return self._rows_cache[1]
 
     def _sync(self) -> None:
         """Copy the factors learnt since the last call into the matrix; drop forgotten items."""
@@ -127,9 +143,11 @@ class ImplicitMF:
             if vec is None:  # forgotten (beyond max_items)
                 if item in row:
                     self._free.append(row.pop(item))
+                    self._row_version += 1
                 continue
             r = row.get(item)
             if r is None:
+                self._row_version += 1
                 r = self._free.pop() if self._free else len(row)
                 if r >= len(self._matrix):
                     self._matrix = np.concatenate([self._matrix, np.zeros_like(self._matrix)])

@@ -42,6 +42,8 @@ class PostCatalog:
         self._row: dict[str, int] = {}
         self._next = 0  # next row to write (ring)
         self._filled = 0  # rows [0, _filled) are live: the ring fills in order, then wraps
+        #: bumped whenever a row gets a new post id: scorers cache per-row lookups by it
+        self.version = 0
 
     # -- writes -------------------------------------------------------------------------
     def add(self, post_id: str, author_id: str, created_at: float, embedding: np.ndarray) -> str | None:
@@ -56,6 +58,7 @@ class PostCatalog:
             if old is not None:
                 del self._row[old]
             self._row[post_id] = row
+            self.version += 1
             self._pop[row] = 0.0
             self._pop_ts[row] = created_at
         self._ids[row] = post_id
@@ -108,6 +111,7 @@ class PostCatalog:
         n = self._filled
         age = np.maximum(0.0, now - self._pop_ts[:n])
         return CatalogView(
+            version=(id(self), self.version),
             ids=self._ids[:n],
             authors=self._authors[:n],
             embeddings=self._emb[:n],
@@ -127,9 +131,11 @@ class PostCatalog:
 class CatalogView:
     """Column arrays of the catalog at one instant (row ``i`` is post ``ids[i]``)."""
 
-    __slots__ = ("ids", "authors", "embeddings", "created_at", "popularity")
+    __slots__ = ("ids", "authors", "embeddings", "created_at", "popularity", "version")
 
-    def __init__(self, ids, authors, embeddings, created_at, popularity):
+    def __init__(self, ids, authors, embeddings, created_at, popularity, version=None):
+        #: the same value for views whose ``ids`` are equal (``None``: unknown)
+        self.version = version
         self.ids: list[str] = ids
         self.authors: list[str] = authors
         self.embeddings: np.ndarray = embeddings

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -32,3 +32,34 @@ class FactorModel(Protocol):
 class Clock(Protocol):
     def __call__(self) -> float:
         """Seconds (monotonic or wall; callers only compare differences)."""
+
+
+class CandidateIds(list):
+    """Post ids to score (a plain ``list``) that also say where they come from: positions
+    ``rows`` of the id list ``source`` (a catalog view's ids) at catalog ``version``.
+
+    A scorer that keeps its own index per post can map ``source`` to that index once per version
+    and gather ``rows``, instead of a dict lookup per id per call (see :func:`index_of`).
+    """
+
+    __slots__ = ("source", "version", "rows")
+
+    def __init__(self, ids, source: Sequence[str], version, rows: np.ndarray):
+        super().__init__(ids)
+        self.source, self.version, self.rows = source, version, rows
+
+
+def index_of(ids: Sequence[str], rows_for: Callable[[Sequence[str], object], np.ndarray]) -> np.ndarray:
+    """A scorer's own index of each of ``ids`` (-1: unknown). ``rows_for(id_list, version)`` maps a
+    whole id list, and may cache the result per ``version`` (``None``: do not cache).
+
+    >>> lookup = {"a": 0, "b": 1}
+    >>> rows_for = lambda ids, version: np.array([lookup.get(i, -1) for i in ids])
+    >>> index_of(["b", "x"], rows_for).tolist()
+    [1, -1]
+    >>> index_of(CandidateIds(["b"], source=["a", "b", "c"], version=1, rows=np.array([1])), rows_for).tolist()
+    [1]
+    """
+    if isinstance(ids, CandidateIds):
+        return rows_for(ids.source, ids.version)[ids.rows]
+    return rows_for(ids, None)

@@ -33,6 +33,7 @@ import numpy as np
 
 from processors.catalog import PostCatalog
 from processors.profiles import UserProfile
+from processors.protocols import CandidateIds
 
 MfScores = Callable[[str, Sequence[str]], np.ndarray]
 #: ``(recent post ids newest first, their weights) → {post_id: score}`` for co-engaged posts only
@@ -168,7 +169,8 @@ def _candidates(profile: UserProfile, view, sim, pop, fresh, co_by_id: Mapping[s
     seen = set(profile.seen)
     ids, authors, me = view.ids, view.authors, profile.user_id
     keep = [i for i in rows if authors[i] != me and ids[i] not in seen]
-    return np.array(keep, dtype=np.int64), [ids[i] for i in keep], [authors[i] for i in keep]
+    cand = np.array(keep, dtype=np.int64)
+    return cand, CandidateIds([ids[i] for i in keep], ids, view.version, cand), [authors[i] for i in keep]
 
 
 def _top(x: np.ndarray, m: int) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 from processors.catalog import POPULARITY_HALF_LIFE_S, PostCatalog
 from processors.events import SCHEMA_VERSION, Engagement, Follow, Post
 from processors.profiles import ACTION_WEIGHTS, UserProfile
-from processors.protocols import FactorModel
+from processors.protocols import FactorModel, index_of
 from processors.ranking import RankConfig, recommend_detailed
 from processors.throttle import Throttle
 
@@ -61,6 +61,46 @@ class RecommenderConfig:
     co_neighbours: int = 200
 
 
+class _Neighbours:
+    """One post's co-engaged posts: slots and counts in growable numpy arrays (scoring reads them
+    without a copy) plus a ``slot → position`` dict for the increments."""
+
+    __slots__ = ("idx", "cnt", "pos")
+
+    def __init__(self, capacity: int = 8):
+        self.idx = np.empty(capacity, dtype=np.int64)
+        self.cnt = np.empty(capacity, dtype=np.float64)
+        self.pos: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def add(self, other: int) -> None:
+        p = self.pos.get(other)
+        if p is not None:
+            self.cnt[p] += 1.0
+            return
+        p = len(self.pos)
+        if p == self.idx.size:
+            self.idx = np.concatenate([self.idx, np.empty_like(self.idx)])
+            self.cnt = np.concatenate([self.cnt, np.empty_like(self.cnt)])
+        self.pos[other] = p
+        self.idx[p] = other
+        self.cnt[p] = 1.0
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.pos)
+        return self.idx[:n], self.cnt[:n]
+
+    def keep(self, rows: np.ndarray, idx: np.ndarray | None = None) -> None:
+        """Keep only positions ``rows`` (in that order), with slots renumbered to ``idx`` if given."""
+        self.idx = np.array(self.idx[rows] if idx is None else idx, dtype=np.int64)
+        self.cnt = np.array(self.cnt[rows], dtype=np.float64)
+        self.pos = {o: i for i, o in enumerate(self.idx.tolist())}
+        if self.idx.size == 0:
+            self.idx, self.cnt = np.empty(8, dtype=np.int64), np.empty(8, dtype=np.float64)
+
+
 class CoEngagement:
     """Item-to-item co-engagement: posts engaged by the same users close in time.
 
@@ -70,9 +110,9 @@ class CoEngagement:
     ``c`` over engagement counts ``n``.  Memory is bounded: ``max_neighbours`` per post (the
     strongest kept) and ``max_posts`` posts (the least recently engaged forgotten first).
 
-    Posts get integer slots, and each post's neighbours are an ``int → count`` dict, so scoring
-    reads them into numpy in C (``np.fromiter``) and sums with one ``np.bincount``: a few
-    hundred microseconds became tens, with the same figures as a plain-Python sum.
+    Posts get integer slots, and each post's neighbours live in numpy arrays (:class:`_Neighbours`),
+    so scoring is one ``np.bincount`` over slices, with no per-neighbour Python work; the figures
+    equal a plain-Python sum.
 
     Examples
     --------
@@ -92,8 +132,11 @@ class CoEngagement:
         self._slot: dict[str, int] = {}  # live post → slot
         self._post: list[str | None] = []  # slot → post (None: forgotten; slots are not reused until compaction)
         self._n = np.zeros(64, dtype=np.float64)  # engagements per slot (0: forgotten)
-        self._pairs: list[dict[int, float]] = []  # slot → {neighbour slot: co-occurrences}
+        self._pairs: list[_Neighbours] = []  # slot → its neighbours' slots and co-occurrence counts
         self._lru: OrderedDict[str, None] = OrderedDict()  # least recently engaged first
+        #: bumped whenever a post's slot changes (new slot, compaction): invalidates ``rows_for`` caches
+        self.slot_version = 0
+        self._rows_cache: tuple | None = None
 
     def learn(self, post_id: str, previous: Sequence[str]) -> None:
         """One engagement with ``post_id`` by a user whose earlier posts were ``previous`` (oldest first)."""
@@ -108,9 +151,9 @@ class CoEngagement:
             o = slot.get(other)
             if o is None or o == me:
                 continue
-            mine[o] = mine.get(o, 0.0) + 1.0
+            mine.add(o)
             theirs = pairs[o]
-            theirs[me] = theirs.get(me, 0.0) + 1.0
+            theirs.add(me)
             self._bound(theirs)
         self._bound(mine)
         while len(self._lru) > self.max_posts:
@@ -118,7 +161,8 @@ class CoEngagement:
             s = self._slot.pop(old)
             self._post[s] = None
             self._n[s] = 0.0  # entries pointing at it elsewhere score 0 and are dropped
-            self._pairs[s] = {}
+            self._pairs[s] = _Neighbours()
+            self.slot_version += 1
         if len(self._post) > 2 * self.max_posts + 64:
             self._compact()
 
@@ -127,11 +171,11 @@ class CoEngagement:
         idx, vals = [], []
         for post_id, w in zip(recent, weights):
             s = self._slot.get(post_id)
-            if s is None or w == 0 or not self._pairs[s]:
+            if s is None or w == 0 or not len(self._pairs[s]):
                 continue
-            pairs = self._pairs[s]
-            idx.append(np.fromiter(pairs.keys(), dtype=np.int64, count=len(pairs)))
-            vals.append(np.fromiter(pairs.values(), dtype=np.float64, count=len(pairs)) * (float(w) / math.sqrt(self._n[s])))
+            i, c = self._pairs[s].arrays()
+            idx.append(i)
+            vals.append(c * (float(w) / math.sqrt(self._n[s])))
         if not idx:
             return CoScoreVector(self, np.zeros(0))
         n = self._n[: len(self._post)]
@@ -141,11 +185,24 @@ class CoEngagement:
         acc[~live] = 0.0
         return CoScoreVector(self, acc)
 
+    def rows_for(self, ids: Sequence[str], version) -> np.ndarray:
+        """Slots of ``ids`` (-1: none), cached while ``version`` (the caller's name for that list
+        of ids) and :attr:`slot_version` stay the same."""
+        key = (version, self.slot_version)
+        if version is None or self._rows_cache is None or self._rows_cache[0] != key:
+            slot = self._slot
+            rows = np.fromiter((slot.get(p, -1) for p in ids), dtype=np.int64, count=len(ids))
+            if version is None:
+                return rows
+            self._rows_cache = (key, rows)
+        return self._rows_cache[1]
+
     def _new_slot(self, post_id: str) -> int:
         s = len(self._post)
         self._post.append(post_id)
-        self._pairs.append({})
+        self._pairs.append(_Neighbours())
         self._slot[post_id] = s
+        self.slot_version += 1
         if s >= len(self._n):
             self._n = np.concatenate([self._n, np.zeros_like(self._n)])
         return s
@@ -153,19 +210,25 @@ class CoEngagement:
     def _compact(self) -> None:
         """Renumber the live posts' slots (forgotten slots otherwise accumulate forever)."""
         live = [s for s, p in enumerate(self._post) if p is not None]
-        new_of = {s: i for i, s in enumerate(live)}
+        new_of = np.full(len(self._post), -1, dtype=np.int64)
+        new_of[live] = np.arange(len(live))
         self._post = [self._post[s] for s in live]
-        self._pairs = [{new_of[o]: c for o, c in self._pairs[s].items() if o in new_of} for s in live]
+        self._pairs = [self._pairs[s] for s in live]
+        for nb in self._pairs:
+            renamed = new_of[nb.arrays()[0]]
+            rows = np.flatnonzero(renamed >= 0)
+            nb.keep(rows, renamed[rows])
         n = np.zeros(max(64, 2 * len(live)), dtype=np.float64)
         n[: len(live)] = self._n[live]
         self._n = n
         self._slot = {p: i for i, p in enumerate(self._post)}
+        self.slot_version += 1
 
-    def _bound(self, pairs: dict[int, float]) -> None:
+    def _bound(self, pairs: _Neighbours) -> None:
         if len(pairs) > self.max_neighbours + max(8, self.max_neighbours // 4):  # amortised pruning
-            keep = heapq.nlargest(self.max_neighbours, pairs.items(), key=lambda kv: kv[1])
-            pairs.clear()
-            pairs.update(keep)
+            # the strongest, ties in insertion order (as ``heapq.nlargest``), strongest first
+            order = np.argsort(-pairs.arrays()[1], kind="stable")[: self.max_neighbours]
+            pairs.keep(order)
 
     def __len__(self) -> int:
         return len(self._lru)
@@ -200,8 +263,7 @@ class CoScoreVector(Mapping[str, float]):
         """Scores of ``post_ids`` (0 where none), as one array."""
         if not self._acc.size:
             return np.zeros(len(post_ids))
-        slot = self._co._slot
-        rows = np.fromiter((slot.get(p, -1) for p in post_ids), dtype=np.int64, count=len(post_ids))
+        rows = index_of(post_ids, self._co.rows_for).copy()
         rows[rows >= self._acc.size] = -1
         out = self._acc[rows]
         out[rows < 0] = 0.0
