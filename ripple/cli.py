@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="throughput/latency benchmark on a real local Kafka broker, with same-run baselines",
                        description="Starts a local Apache Kafka broker (unless --broker is given), measures a raw "
-                                   "aiokafka pass-through and a raw onnxruntime session as baselines, then a Ripple "
+                                   "aiokafka pass-through, two bare Faust agents (with and without a table write per "
+                                   "event) and a raw onnxruntime session as baselines, then a Ripple "
                                    "worker's engagement throughput, event->recommendation latency at a fixed rate "
                                    "and in-pipeline embedding speed. Prints ratios against the baselines.")
     _common(p)

@@ -2,7 +2,8 @@
 
 Every figure is printed next to a baseline measured in the same run on the same broker:
 
-* worker engagement throughput  vs  raw aiokafka consume → json → produce pass-through
+* worker engagement throughput  vs  raw aiokafka consume → json → produce pass-through, and vs a
+  bare Faust agent (decode → send; and with a table write per event), the framework's own ceiling
 * event → recommendation latency (p50/p99) at a fixed offered rate
 * post embedding inside the pipeline  vs  a raw onnxruntime session at the same batch size
 
@@ -18,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,6 +154,28 @@ async def passthrough_baseline(bootstrap: str, n: int, **client_kwargs) -> float
         await producer.stop()
 
 
+async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path, timeout_s: float = 600) -> float:
+    """Events/s of a bare Faust agent (:mod:`streams.faust_baseline`) over ``n`` likes written
+    beforehand: decode → (table write) → send, one event at a time.  Measured like the worker:
+    from the first to the last output record's Kafka timestamp, so start-up is excluded."""
+    from ripple.demo import stop_worker
+
+    tag = uuid.uuid4().hex[:6]
+    src, dst = f"bench-fsrc-{tag}", f"bench-fdst-{tag}"
+    await create_topics(bootstrap, [src, dst], partitions=4)
+    await _produce_fast(bootstrap, [{"topic": src, "key": e["key"], "value": e["value"]} for e in _likes(n, 1000, 100)], "")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.faust_baseline", bootstrap, f"bench-faust-{tag}", src, dst,
+                                 *(["--table"] if table else [])], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        got = await _read_until(bootstrap, dst, lambda rs: len(rs) >= n or proc.poll() is not None, timeout_s)
+    finally:
+        stop_worker(proc)
+    return _rate(len(got), _span([r.timestamp for r in got])) if len(got) >= n else float("nan")
+
+
 def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
     from models.bench_embed import bench as bench_embed
     from models.embedder import OnnxEmbedder, ensure_model
@@ -160,6 +186,16 @@ def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
     b, auth = settings.broker, kafka_client_kwargs(settings)
     say("baseline: raw aiokafka consume → json → produce pass-through")
     results["passthrough_eps"] = asyncio.run(passthrough_baseline(b, config.events, **auth))
+    if auth:  # the bare Faust app speaks PLAINTEXT only
+        say("Faust baselines skipped: they support PLAINTEXT brokers only")
+        results["faust_eps"] = results["faust_table_eps"] = float("nan")
+    else:
+        say("baseline: bare Faust agent, decode → send, one event at a time")
+        results["faust_eps"] = asyncio.run(faust_baseline(b, config.events, table=False,
+                                                          log_path=settings.home / "bench" / "faust-baseline.log"))
+        say("baseline: bare Faust agent with a table write per event")
+        results["faust_table_eps"] = asyncio.run(faust_baseline(b, config.events, table=True,
+                                                                log_path=settings.home / "bench" / "faust-baseline.log"))
 
     s = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.", "app_id": f"bench-{uuid.uuid4().hex[:6]}"})
     asyncio.run(ensure_topics(s))
@@ -230,6 +266,9 @@ def format_results(r: dict, config: BenchConfig) -> str:
     rows = [
         ("worker engagement throughput", f"{r['worker_eps']:,.0f} ev/s", "raw aiokafka pass-through",
          f"{r['passthrough_eps']:,.0f} ev/s", r["worker_eps"] / r["passthrough_eps"]),
+        ("", "", "bare Faust agent (decode → send)", f"{r['faust_eps']:,.0f} ev/s", r["worker_eps"] / r["faust_eps"]),
+        ("", "", "bare Faust agent + table write", f"{r['faust_table_eps']:,.0f} ev/s",
+         r["worker_eps"] / r["faust_table_eps"]),
         ("pipeline post embedding", f"{r['pipeline_embed_sps']:,.0f} sent/s", f"raw ORT session (batch {config.batch_size})",
          f"{r['raw_ort_sps']:,.0f} sent/s", r["pipeline_embed_sps"] / r["raw_ort_sps"]),
         ("OnnxEmbedder.embed (tokenise+run)", f"{r['embedder_sps']:,.0f} sent/s", f"raw ORT session (batch {config.batch_size})",

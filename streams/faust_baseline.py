@@ -1,0 +1,51 @@
+"""A bare Faust pass-through worker: the framework's own ceiling, as a baseline for ``ripple bench``.
+
+``python -m streams.faust_baseline BROKER APP_ID SRC DST [--table]`` runs one agent that reads
+``SRC`` event by event (``stream.events()``, as Ripple's ``engage`` agent does), decodes the JSON,
+optionally writes it to a changelog-backed table keyed by ``user_id`` (as Ripple writes a profile
+per event), and sends it to ``DST``.  No models, no profiles, no recommendations: whatever this
+reaches on a machine bounds what any per-event Faust agent can reach there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import faust
+
+
+def build(broker: str, app_id: str, src: str, dst: str, *, table: bool) -> faust.App:
+    app = faust.App(app_id, broker=[f"kafka://{b.strip()}" for b in broker.split(",")], store="memory://",
+                    web_enabled=False, key_serializer="raw", value_serializer="json", topic_partitions=4)
+    source = app.topic(src, value_type=bytes, value_serializer="raw")
+    sink = app.topic(dst, value_serializer="raw")
+    state = app.Table("state", default=None, key_type=str) if table else None  # JSON values
+
+    @app.agent(source, name="passthrough")
+    async def passthrough(stream):
+        async for event in stream.events():
+            doc = json.loads(event.value)
+            if state is not None:
+                state[doc["user_id"]] = doc
+            await sink.send(key=event.key, value=json.dumps(doc).encode())
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m streams.faust_baseline", description=__doc__.splitlines()[0])
+    parser.add_argument("broker")
+    parser.add_argument("app_id")
+    parser.add_argument("src")
+    parser.add_argument("dst")
+    parser.add_argument("--table", action="store_true", help="write each event to a changelog-backed table")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    app = build(args.broker, args.app_id, args.src, args.dst, table=args.table)
+    faust.Worker(app, loglevel="warning").execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""The bare Faust baseline of ``ripple bench`` runs on the real broker and passes every event on."""
+
+import asyncio
+import math
+
+from streams.bench import faust_baseline
+
+
+def test_bare_faust_baseline_passes_every_event_through_a_table(bootstrap, tmp_path):
+    eps = asyncio.run(faust_baseline(bootstrap, 300, table=True, log_path=tmp_path / "faust.log", timeout_s=120))
+    assert not math.isnan(eps) and eps > 0, (tmp_path / "faust.log").read_text()[-2000:]
