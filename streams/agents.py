@@ -13,7 +13,7 @@ from processors.replies import WaitingForPost
 from processors.sentiment_protocol import engagement_weight
 from streams import metrics
 from streams.app import Runtime
-from streams.client import committed_offsets, read_offsets
+from streams.client import read_offsets
 from streams.security import kafka_client_kwargs
 
 log = logging.getLogger("ripple.worker")
@@ -65,8 +65,6 @@ def register(rt: Runtime) -> None:
     @app.on_rebalance_complete.connect
     async def resume_after_recovery(sender, **kwargs):
         rt.resume_pending = True  # tables are recovered now; the timer below does the scan
-        # sent before the streams resume: the group's committed offsets are where they must start
-        await _seed_expected_offsets(rt)
 
     @app.timer(interval=max(0.05, min(0.5, s.rec_min_interval_s / 2)), name="flush_deferred")
     async def flush_deferred():
@@ -108,29 +106,16 @@ class _Refetched:
     value: bytes
 
 
-#: agent name → the key of its input topic in ``Runtime.topics`` (each guarded by ``_with_skipped``)
-GUARDED_AGENTS = {"embed_posts": "posts", "engage": "engagements", "suggest_replies": "comments"}
-
-
-async def _seed_expected_offsets(rt: Runtime) -> None:
-    """Start each agent's expected offset of every assigned input partition at the group's
-    committed offset, so that a skip of the very first record after an assignment is caught too
-    (faust-streaming resumes the partitions before it seeks them, and a record fetched in between
-    can be dropped and acked).  Best effort: on any failure the partitions stay unseeded and only
-    later skips are caught."""
-    inputs = {agent: set(rt.topics[key].topics) for agent, key in GUARDED_AGENTS.items() if key in rt.topics}
+def _offset_sought(rt: Runtime, msg) -> int | None:
+    """The committed offset Faust sought ``msg``'s partition to when it was assigned (``None``:
+    unknown).  Read from faust-streaming's consumer (``Consumer._committed_offset``, filled by
+    ``perform_seek``), never over the network: an await inside Faust's rebalance handlers stalled
+    the streams in a test, and on the first record of a partition the value is still the seek's."""
     try:
-        assigned = [(tp.topic, tp.partition) for tp in rt.app.consumer.assignment()
-                    if any(tp.topic in names for names in inputs.values())]
-        committed = await committed_offsets(rt.settings.broker, rt.app.conf.id, assigned, timeout_s=5.0,
-                                            **kafka_client_kwargs(rt.settings))
-    except Exception as exc:  # never block or break the resume of the streams
-        log.warning("could not read the committed offsets of the new assignment: %s", type(exc).__name__)
-        return
-    for (topic, partition), offset in committed.items():
-        for agent, names in inputs.items():
-            if topic in names:
-                rt.expected_offsets.setdefault((agent, topic, partition), offset)
+        offset = rt.app.consumer._committed_offset.get(msg.tp)
+    except Exception:  # another Faust version, or a record re-read from the broker: no seed
+        return None
+    return offset if isinstance(offset, int) and offset >= 0 else None
 
 
 async def _with_skipped(rt: Runtime, agent: str, events: list) -> list:
@@ -150,6 +135,8 @@ async def _skipped_before(rt: Runtime, event, agent: str = "engage") -> list[_Re
     msg = event.message
     key = (agent, msg.topic, msg.partition)
     expected = rt.expected_offsets.get(key)
+    if expected is None:  # first record since the assignment: a skip of the very first offset counts too
+        expected = _offset_sought(rt, msg)
     rt.expected_offsets[key] = max(msg.offset + 1, expected or 0)
     if expected is None or msg.offset <= expected:
         return []

@@ -100,20 +100,3 @@ async def read_offsets(bootstrap: str, topic: str, partition: int, start: int, e
         await consumer.stop()
     return out
 
-
-async def committed_offsets(bootstrap: str, group_id: str, partitions: Iterable[tuple[str, int]], *,
-                            timeout_s: float = 10.0, **client_kwargs) -> dict[tuple[str, int], int]:
-    """The offsets ``group_id`` has committed for ``(topic, partition)`` pairs; pairs with no
-    committed offset are left out."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    tps = [TopicPartition(t, p) for t, p in partitions]
-    if not tps:
-        return {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs)
-    await admin.start()
-    try:
-        found = await asyncio.wait_for(admin.list_consumer_group_offsets(group_id, partitions=tps), timeout_s)
-    finally:
-        await admin.close()
-    return {(tp.topic, tp.partition): meta.offset for tp, meta in found.items() if meta.offset >= 0}
