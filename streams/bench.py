@@ -154,7 +154,8 @@ async def passthrough_baseline(bootstrap: str, n: int, **client_kwargs) -> float
         await producer.stop()
 
 
-async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path, timeout_s: float = 600) -> float:
+async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path, batch: int = 0,
+                         timeout_s: float = 600) -> float:
     """Events/s of a bare Faust agent (:mod:`streams.faust_baseline`) over ``n`` likes written
     beforehand: decode → (table write) → send, one event at a time.  Measured like the worker:
     from the first to the last output record's Kafka timestamp, so start-up is excluded."""
@@ -167,7 +168,8 @@ async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streams.faust_baseline", bootstrap, f"bench-faust-{tag}", src, dst,
-                                 *(["--table"] if table else [])], stdout=out, stderr=subprocess.STDOUT,
+                                 *(["--table"] if table else []), "--batch", str(batch)],
+                                stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
         got = await _read_until(bootstrap, dst, lambda rs: len(rs) >= n or proc.poll() is not None, timeout_s)
@@ -188,13 +190,16 @@ def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
     results["passthrough_eps"] = asyncio.run(passthrough_baseline(b, config.events, **auth))
     if auth:  # the bare Faust app speaks PLAINTEXT only
         say("Faust baselines skipped: they support PLAINTEXT brokers only")
-        results["faust_eps"] = results["faust_table_eps"] = float("nan")
+        results["faust_eps"] = results["faust_table_eps"] = results["faust_batch_eps"] = float("nan")
     else:
         say("baseline: bare Faust agent, decode → send, one event at a time")
         results["faust_eps"] = asyncio.run(faust_baseline(b, config.events, table=False,
                                                           log_path=settings.home / "bench" / "faust-baseline.log"))
         say("baseline: bare Faust agent with a table write per event")
         results["faust_table_eps"] = asyncio.run(faust_baseline(b, config.events, table=True,
+                                                                log_path=settings.home / "bench" / "faust-baseline.log"))
+        say("baseline: bare Faust agent with a table write per event, events taken in batches of 256")
+        results["faust_batch_eps"] = asyncio.run(faust_baseline(b, config.events, table=True, batch=256,
                                                                 log_path=settings.home / "bench" / "faust-baseline.log"))
 
     s = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.", "app_id": f"bench-{uuid.uuid4().hex[:6]}"})
@@ -269,6 +274,8 @@ def format_results(r: dict, config: BenchConfig) -> str:
         ("", "", "bare Faust agent (decode → send)", f"{r['faust_eps']:,.0f} ev/s", r["worker_eps"] / r["faust_eps"]),
         ("", "", "bare Faust agent + table write", f"{r['faust_table_eps']:,.0f} ev/s",
          r["worker_eps"] / r["faust_table_eps"]),
+        ("", "", "  the same, take_events(256)", f"{r['faust_batch_eps']:,.0f} ev/s",
+         r["worker_eps"] / r["faust_batch_eps"]),
         ("pipeline post embedding", f"{r['pipeline_embed_sps']:,.0f} sent/s", f"raw ORT session (batch {config.batch_size})",
          f"{r['raw_ort_sps']:,.0f} sent/s", r["pipeline_embed_sps"] / r["raw_ort_sps"]),
         ("OnnxEmbedder.embed (tokenise+run)", f"{r['embedder_sps']:,.0f} sent/s", f"raw ORT session (batch {config.batch_size})",

@@ -16,20 +16,31 @@ import logging
 import faust
 
 
-def build(broker: str, app_id: str, src: str, dst: str, *, table: bool) -> faust.App:
+def build(broker: str, app_id: str, src: str, dst: str, *, table: bool, batch: int = 0) -> faust.App:
     app = faust.App(app_id, broker=[f"kafka://{b.strip()}" for b in broker.split(",")], store="memory://",
                     web_enabled=False, key_serializer="raw", value_serializer="json", topic_partitions=4)
     source = app.topic(src, value_type=bytes, value_serializer="raw")
     sink = app.topic(dst, value_serializer="raw")
     state = app.Table("state", default=None, key_type=str) if table else None  # JSON values
 
+    async def one(event, *, batched: bool = False) -> None:
+        doc = json.loads(event.value)
+        if state is not None and batched:  # no current event inside a batch: name the changelog partition
+            state.data[doc["user_id"]] = doc
+            state.send_changelog(event.message.partition, doc["user_id"], doc)
+        elif state is not None:
+            state[doc["user_id"]] = doc
+        await sink.send(key=event.key, value=json.dumps(doc).encode())
+
     @app.agent(source, name="passthrough")
     async def passthrough(stream):
-        async for event in stream.events():
-            doc = json.loads(event.value)
-            if state is not None:
-                state[doc["user_id"]] = doc
-            await sink.send(key=event.key, value=json.dumps(doc).encode())
+        if batch > 0:  # the same work, events taken in micro-batches (the agent loop runs per batch)
+            async for events in stream.take_events(batch, within=0.05):
+                for event in events:
+                    await one(event, batched=True)
+        else:
+            async for event in stream.events():
+                await one(event)
 
     return app
 
@@ -41,9 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("src")
     parser.add_argument("dst")
     parser.add_argument("--table", action="store_true", help="write each event to a changelog-backed table")
+    parser.add_argument("--batch", type=int, default=0, metavar="N",
+                        help="take events in micro-batches of up to N (stream.take_events) instead of one at a time")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    app = build(args.broker, args.app_id, args.src, args.dst, table=args.table)
+    app = build(args.broker, args.app_id, args.src, args.dst, table=args.table, batch=args.batch)
     faust.Worker(app, loglevel="warning").execute_from_commandline()
 
 
