@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 from river import optim, reco
 
-from processors.protocols import index_of
+from processors.protocols import IndexCache, index_of
 
 
 class ImplicitMF:
@@ -79,7 +79,7 @@ class ImplicitMF:
         self._free: list[int] = []
         self._dirty: set[str] = set()
         self._row_version = 0  # bumped whenever an item gains or loses its row
-        self._rows_cache: tuple | None = None
+        self._rows_cache = IndexCache()
 
     def learn(self, user: str, item: str, negatives: Sequence[str] = ()) -> None:
         self.model.learn_one(user, item, 1.0)
@@ -126,14 +126,7 @@ class ImplicitMF:
     def rows_for(self, items: Sequence[str], version) -> np.ndarray:
         """Matrix rows of ``items`` (-1: none), cached while ``version`` (the caller's name for that
         list of items) and the row assignment stay the same."""
-        key = (version, self._row_version)
-        if version is None or self._rows_cache is None or self._rows_cache[0] != key:
-            row = self._row
-            rows = np.fromiter((row.get(it, -1) for it in items), dtype=np.int64, count=len(items))
-            if version is None:
-                return rows
-            self._rows_cache = (key, rows)
-        return self._rows_cache[1]
+        return self._rows_cache.rows(items, self._row, version=version, generation=self._row_version)
 
     def _sync(self) -> None:
         """Copy the factors learnt since the last call into the matrix; drop forgotten items."""

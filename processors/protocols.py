@@ -49,6 +49,37 @@ class CandidateIds(list):
         self.source, self.version, self.rows = source, version, rows
 
 
+class IndexCache:
+    """One remembered ``id list → index array`` mapping, reused while the list's ``version`` and
+    the owner's ``generation`` (bumped when its own index changes) are the same as last time.
+
+    >>> cache, lookup = IndexCache(), {"a": 0, "b": 1}
+    >>> cache.rows(["b", "x"], lookup, version=1, generation=0).tolist()
+    [1, -1]
+    >>> lookup["x"] = 2  # a new index without a new generation: the cached rows are served
+    >>> cache.rows(["b", "x"], lookup, version=1, generation=0).tolist()
+    [1, -1]
+    >>> cache.rows(["b", "x"], lookup, version=1, generation=1).tolist()
+    [1, 2]
+    """
+
+    __slots__ = ("_key", "_rows")
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._rows: np.ndarray | None = None
+
+    def rows(self, ids: Sequence[str], lookup: dict, *, version, generation: int) -> np.ndarray:
+        """Index of each of ``ids`` in ``lookup`` (-1: absent); ``version=None``: not cached."""
+        key = (version, generation)
+        if version is not None and self._key == key:
+            return self._rows
+        rows = np.fromiter((lookup.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+        if version is not None:
+            self._key, self._rows = key, rows
+        return rows
+
+
 def index_of(ids: Sequence[str], rows_for: Callable[[Sequence[str], object], np.ndarray]) -> np.ndarray:
     """A scorer's own index of each of ``ids`` (-1: unknown). ``rows_for(id_list, version)`` maps a
     whole id list, and may cache the result per ``version`` (``None``: do not cache).

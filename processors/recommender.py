@@ -36,7 +36,7 @@ import numpy as np
 from processors.catalog import POPULARITY_HALF_LIFE_S, PostCatalog
 from processors.events import SCHEMA_VERSION, Engagement, Follow, Post
 from processors.profiles import ACTION_WEIGHTS, UserProfile
-from processors.protocols import FactorModel, index_of
+from processors.protocols import FactorModel, IndexCache, index_of
 from processors.ranking import RankConfig, recommend_detailed
 from processors.throttle import Throttle
 
@@ -136,7 +136,7 @@ class CoEngagement:
         self._lru: OrderedDict[str, None] = OrderedDict()  # least recently engaged first
         #: bumped whenever a post's slot changes (new slot, compaction): invalidates ``rows_for`` caches
         self.slot_version = 0
-        self._rows_cache: tuple | None = None
+        self._rows_cache = IndexCache()
 
     def learn(self, post_id: str, previous: Sequence[str]) -> None:
         """One engagement with ``post_id`` by a user whose earlier posts were ``previous`` (oldest first)."""
@@ -188,14 +188,7 @@ class CoEngagement:
     def rows_for(self, ids: Sequence[str], version) -> np.ndarray:
         """Slots of ``ids`` (-1: none), cached while ``version`` (the caller's name for that list
         of ids) and :attr:`slot_version` stay the same."""
-        key = (version, self.slot_version)
-        if version is None or self._rows_cache is None or self._rows_cache[0] != key:
-            slot = self._slot
-            rows = np.fromiter((slot.get(p, -1) for p in ids), dtype=np.int64, count=len(ids))
-            if version is None:
-                return rows
-            self._rows_cache = (key, rows)
-        return self._rows_cache[1]
+        return self._rows_cache.rows(ids, self._slot, version=version, generation=self.slot_version)
 
     def _new_slot(self, post_id: str) -> int:
         s = len(self._post)

@@ -112,3 +112,27 @@ def test_forgotten_posts_leave_no_stale_pairs_through_compaction():
     assert set(s) <= {"c", "d"} and s  # only live posts score
     co.learn("a", [])  # "a" comes back as a new post with no pairs from its earlier life
     assert "a" not in co.scores(["e"], [1.0])
+
+
+def test_candidate_rows_give_the_same_scores_as_plain_ids_and_follow_new_posts():
+    from models.factors import ImplicitMF
+    from processors.protocols import CandidateIds
+    from processors.recommender import CoEngagement
+
+    source = [f"p{i}" for i in range(9)]  # p7 and p8 are unknown to both models at first
+    rows = np.array([8, 0, 3, 7, 1])
+    ids = CandidateIds([source[r] for r in rows], source, ("catalog", 1), rows)
+    mf, co = ImplicitMF(n_factors=4, seed=1), CoEngagement(window=3)
+    history: list[str] = []
+    for i in range(30):
+        post = f"p{i % 7}"
+        mf.learn("u", post, negatives=[f"p{(i + 3) % 7}"])
+        co.learn(post, history)
+        history.append(post)
+    for _ in range(2):  # the second round: p7/p8 gained rows and slots after a mapping was cached
+        np.testing.assert_array_equal(mf.scores("u", ids), mf.scores("u", list(ids)))
+        scores = co.scores(["p1", "p2"], [1.0, 0.5])
+        np.testing.assert_array_equal(scores.take(ids), scores.take(list(ids)))
+        mf.learn("u", "p8")
+        co.learn("p8", ["p0"])
+    assert mf.scores("u", ids)[0] != 0.0 and co.scores(["p0"], [1.0]).take(ids)[0] > 0  # p8 now scores
