@@ -40,6 +40,7 @@ class PostCatalog:
         self._ids: list[str | None] = [None] * capacity
         self._authors: list[str | None] = [None] * capacity
         self._row: dict[str, int] = {}
+        self._rows_of_author: dict[str, set[int]] = {}  # live rows per author (candidate pools read it)
         self._next = 0  # next row to write (ring)
         self._filled = 0  # rows [0, _filled) are live: the ring fills in order, then wraps
         #: bumped whenever a row gets a new post id: scorers cache per-row lookups by it
@@ -57,12 +58,16 @@ class PostCatalog:
             old = self._ids[row]
             if old is not None:
                 del self._row[old]
+            self._forget_author_row(row)
             self._row[post_id] = row
             self.version += 1
             self._pop[row] = 0.0
             self._pop_ts[row] = created_at
+        else:
+            self._forget_author_row(row)  # a replaced post may name another author
         self._ids[row] = post_id
         self._authors[row] = author_id
+        self._rows_of_author.setdefault(author_id, set()).add(row)
         self._created[row] = created_at
         self._emb[row] = embedding
         return old
@@ -112,6 +117,8 @@ class PostCatalog:
         age = np.maximum(0.0, now - self._pop_ts[:n])
         return CatalogView(
             version=(id(self), self.version),
+            row_of=self._row,
+            rows_of_author=self._rows_of_author,
             ids=self._ids[:n],
             authors=self._authors[:n],
             embeddings=self._emb[:n],
@@ -120,6 +127,14 @@ class PostCatalog:
         )
 
     # -- internals ----------------------------------------------------------------------
+    def _forget_author_row(self, row: int) -> None:
+        author = self._authors[row]
+        rows = self._rows_of_author.get(author) if author is not None else None
+        if rows is not None:
+            rows.discard(row)
+            if not rows:
+                del self._rows_of_author[author]
+
     @property
     def _decay_rate(self) -> float:
         return math.log(2) / self.popularity_half_life_s
@@ -131,11 +146,18 @@ class PostCatalog:
 class CatalogView:
     """Column arrays of the catalog at one instant (row ``i`` is post ``ids[i]``)."""
 
-    __slots__ = ("ids", "authors", "embeddings", "created_at", "popularity", "version")
+    __slots__ = ("ids", "authors", "embeddings", "created_at", "popularity", "version", "row_of", "rows_of_author")
 
-    def __init__(self, ids, authors, embeddings, created_at, popularity, version=None):
+    def __init__(self, ids, authors, embeddings, created_at, popularity, version=None, row_of=None,
+                 rows_of_author=None):
         #: the same value for views whose ``ids`` are equal (``None``: unknown)
         self.version = version
+        #: ``post_id → row`` and ``author_id → rows`` of the catalog (live, not copies: read them at once)
+        self.row_of: dict[str, int] = row_of if row_of is not None else {p: i for i, p in enumerate(ids)}
+        self.rows_of_author: dict[str, set[int]] = rows_of_author if rows_of_author is not None else {}
+        if rows_of_author is None:
+            for i, a in enumerate(authors):
+                self.rows_of_author.setdefault(a, set()).add(i)
         self.ids: list[str] = ids
         self.authors: list[str] = authors
         self.embeddings: np.ndarray = embeddings

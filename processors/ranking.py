@@ -159,12 +159,15 @@ def _candidates(profile: UserProfile, view, sim, pop, fresh, co_by_id: Mapping[s
         m = config.per_source
         pools = [_top(sim, m), _top(pop, m), _top(fresh, m)]
         liked = set(profile.authors) | set(profile.follows)
-        if liked:
-            pools.append(np.array([i for i, a in enumerate(view.authors) if a in liked][-m:], dtype=np.int64))
+        if liked:  # the newest rows of liked authors (from the catalog's author index, not a scan)
+            by_author = view.rows_of_author
+            rows_liked = sorted(r for a in liked for r in by_author.get(a, ()) if r < n)
+            pools.append(np.array(rows_liked[-m:], dtype=np.int64))
         if co_by_id:
             best = set(co_by_id.top(m) if hasattr(co_by_id, "top")
                        else sorted(co_by_id, key=co_by_id.__getitem__, reverse=True)[:m])
-            pools.append(np.array([i for i, p in enumerate(view.ids) if p in best], dtype=np.int64))
+            row_of = view.row_of
+            pools.append(np.array(sorted(row_of[p] for p in best if p in row_of and row_of[p] < n), dtype=np.int64))
         rows = np.unique(np.concatenate(pools)).tolist()
     seen = set(profile.seen)
     ids, authors, me = view.ids, view.authors, profile.user_id

@@ -64,14 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="throughput/latency benchmark on a real local Kafka broker, with same-run baselines",
                        description="Starts a local Apache Kafka broker (unless --broker is given), measures a raw "
-                                   "aiokafka pass-through, two bare Faust agents (with and without a table write per "
-                                   "event) and a raw onnxruntime session as baselines, then a Ripple "
+                                   "aiokafka pass-through, three bare Faust agents (decode and send; plus a table write "
+                                   "per event; the same in micro-batches) and a raw onnxruntime session as baselines, "
+                                   "then a Ripple "
                                    "worker's engagement throughput, event->recommendation latency at a fixed rate "
                                    "and in-pipeline embedding speed. Prints ratios against the baselines.")
     _common(p)
     p.add_argument("--events", type=int, default=20_000, help="engagement events for the throughput run (default 20000)")
     p.add_argument("--users", type=int, default=2_000, help="distinct users in the throughput run (default 2000)")
-    p.add_argument("--posts", type=int, default=400, help="posts embedded by the pipeline (default 400)")
+    p.add_argument("--posts", type=int, default=2_000,
+                   help="posts embedded by the pipeline, then the candidate catalog (default 2000)")
     p.add_argument("--rate", type=float, default=1000.0, help="offered events/s for the latency run (default 1000)")
     p.add_argument("--seconds", type=float, default=10.0, help="duration of the latency run (default 10)")
 

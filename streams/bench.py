@@ -40,7 +40,7 @@ from streams.security import kafka_client_kwargs
 class BenchConfig:
     events: int = 20_000  # engagement events for the throughput run
     users: int = 2_000
-    posts: int = 400
+    posts: int = 2_000
     rate: float = 1_000.0  # offered events/s for the latency run
     latency_seconds: float = 10.0
     batch_size: int = 32

@@ -95,3 +95,19 @@ def test_offsets_older_than_the_window_count_as_replays_and_legacy_profiles_use_
     assert not p.applied("likes:0", 2 * RECENT_POSITIONS - 3)  # inside it, skipped over: new
     legacy = UserProfile.from_dict({"user_id": "u", "positions": {"likes:0": 9}})
     assert legacy.applied("likes:0", 4) and not legacy.applied("likes:0", 10)
+
+
+def test_the_author_index_follows_evictions_and_replaced_posts():
+    import random
+
+    rng = random.Random(3)
+    cat = PostCatalog(dim=2, capacity=7)
+    for i in range(60):  # the ring wraps many times; some posts are re-added with another author
+        post = f"p{rng.randrange(20)}"
+        cat.add(post, f"a{rng.randrange(4)}", float(i), np.array([1.0, 0.0], dtype=np.float32))
+        view = cat.snapshot(float(i))
+        want: dict[str, set[int]] = {}
+        for row, author in enumerate(view.authors):
+            want.setdefault(author, set()).add(row)
+        assert view.rows_of_author == want
+        assert view.row_of == {p: r for r, p in enumerate(view.ids)}
