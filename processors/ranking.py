@@ -114,8 +114,7 @@ def recommend_detailed(
     if cand.size == 0:
         return RecResult([], missing)
     mf = np.zeros(cand.size) if mf_scores is None else np.clip(np.asarray(mf_scores(profile.user_id, ids), dtype=np.float64), 0, 1)
-    liked = {a: profile.affinity(a) for a in (*profile.authors, *profile.follows)}
-    aff = np.array([liked.get(a, 0.0) for a in authors]) if liked else np.zeros(cand.size)
+    aff = _affinity(profile, view)[cand]
     if not co_by_id:
         co = np.zeros(cand.size)
     elif hasattr(co_by_id, "take"):  # processors.recommender.CoScoreVector: one gather
@@ -154,7 +153,7 @@ def _candidates(profile: UserProfile, view, sim, pop, fresh, co_by_id: Mapping[s
     seen/own) with their post ids and authors."""
     n = len(view)
     if n <= config.max_candidates:
-        rows = range(n)
+        rows = np.arange(n)
     else:
         m = config.per_source
         pools = [_top(sim, m), _top(pop, m), _top(fresh, m)]
@@ -168,12 +167,29 @@ def _candidates(profile: UserProfile, view, sim, pop, fresh, co_by_id: Mapping[s
                        else sorted(co_by_id, key=co_by_id.__getitem__, reverse=True)[:m])
             row_of = view.row_of
             pools.append(np.array(sorted(row_of[p] for p in best if p in row_of and row_of[p] < n), dtype=np.int64))
-        rows = np.unique(np.concatenate(pools)).tolist()
-    seen = set(profile.seen)
-    ids, authors, me = view.ids, view.authors, profile.user_id
-    keep = [i for i in rows if authors[i] != me and ids[i] not in seen]
-    cand = np.array(keep, dtype=np.int64)
+        chosen = np.zeros(n, dtype=bool)
+        for pool in pools:
+            chosen[pool] = True
+        rows = np.flatnonzero(chosen)
+    drop = np.zeros(n, dtype=bool)  # seen posts and the user's own
+    row_of = view.row_of
+    drop[[r for r in (row_of.get(p, n) for p in profile.seen) if r < n]] = True
+    drop[[r for r in view.rows_of_author.get(profile.user_id, ()) if r < n]] = True
+    cand = rows[~drop[rows]].astype(np.int64)
+    keep = cand.tolist()
+    ids, authors = view.ids, view.authors
     return cand, CandidateIds([ids[i] for i in keep], ids, view.version, cand), [authors[i] for i in keep]
+
+
+def _affinity(profile: UserProfile, view) -> np.ndarray:
+    """The user's affinity to each row's author (0 for authors never engaged or followed)."""
+    aff = np.zeros(len(view))
+    by_author, n = view.rows_of_author, len(view)
+    for author in dict.fromkeys((*profile.authors, *profile.follows)):
+        rows = [r for r in by_author.get(author, ()) if r < n]
+        if rows:
+            aff[rows] = profile.affinity(author)
+    return aff
 
 
 def _top(x: np.ndarray, m: int) -> np.ndarray:
