@@ -143,8 +143,14 @@ async def _skipped_before(rt: Runtime, event, agent: str = "engage") -> list[_Re
     log.warning("the consumer skipped %s[%d]@%d..%d of %s; re-reading them from the broker",
                 msg.topic, msg.partition, expected, msg.offset - 1, agent)
     isolation = "read_committed" if rt.settings.processing_guarantee == "exactly_once" else "read_uncommitted"
-    records = await read_offsets(rt.settings.broker, msg.topic, msg.partition, expected, msg.offset,
-                                 isolation_level=isolation, **kafka_client_kwargs(rt.settings))
+    try:
+        records = await read_offsets(rt.settings.broker, msg.topic, msg.partition, expected, msg.offset,
+                                     isolation_level=isolation, **kafka_client_kwargs(rt.settings))
+    except Exception as exc:  # the broker is away: say what is not re-read, never crash the agent
+        log.error("could not re-read %s[%d]@%d..%d (%s); those records are not applied",
+                  msg.topic, msg.partition, expected, msg.offset - 1, type(exc).__name__)
+        rt.stats["refetch_failed"] = rt.stats.get("refetch_failed", 0) + msg.offset - expected
+        return []
     rt.stats["refetched"] = rt.stats.get("refetched", 0) + len(records)
     return [_Refetched(SimpleNamespace(topic=r.topic, partition=r.partition, offset=r.offset,
                                        timestamp=r.timestamp / 1000.0), r.value) for r in records]

@@ -61,3 +61,16 @@ def test_the_first_offset_after_an_assignment_is_checked_against_the_offset_soug
     rt.expected_offsets.clear()
     consumer._committed_offset = {}  # nothing committed yet: the first record is taken as it comes
     assert asyncio.run(_skipped_before(rt, event(7))) == []
+
+
+def test_a_failed_re_read_is_logged_and_counted_not_raised(tmp_path, caplog):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket is closed
+    rt = SimpleNamespace(settings=Settings(broker=f"127.0.0.1:{port}", home=tmp_path), expected_offsets={}, stats={})
+    assert asyncio.run(_skipped_before(rt, _event("likes", 0, 2))) == []
+    assert asyncio.run(asyncio.wait_for(_skipped_before(rt, _event("likes", 0, 6)), 60)) == []  # 3..5 skipped
+    assert rt.stats["refetch_failed"] == 3
+    assert "could not re-read likes[0]@3..5" in caplog.text
