@@ -22,7 +22,6 @@ True
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 import time
@@ -256,7 +255,7 @@ class CoScoreVector(Mapping[str, float]):
         """Scores of ``post_ids`` (0 where none), as one array."""
         if not self._acc.size:
             return np.zeros(len(post_ids))
-        rows = index_of(post_ids, self._co.rows_for).copy()
+        rows = index_of(post_ids, self._co.rows_for)  # a fresh array: safe to modify
         rows[rows >= self._acc.size] = -1
         out = self._acc[rows]
         out[rows < 0] = 0.0

@@ -2,8 +2,9 @@
 
 Every figure is printed next to a baseline measured in the same run on the same broker:
 
-* worker engagement throughput  vs  raw aiokafka consume → json → produce pass-through, and vs a
-  bare Faust agent (decode → send; and with a table write per event), the framework's own ceiling
+* worker engagement throughput  vs  raw aiokafka consume → json → produce pass-through, and vs
+  bare Faust agents (decode → send; with a table write per event; the same in take_events
+  batches), the framework's own ceiling
 * event → recommendation latency (p50/p99) at a fixed offered rate
 * post embedding inside the pipeline  vs  a raw onnxruntime session at the same batch size
 
@@ -23,8 +24,8 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -157,7 +158,8 @@ async def passthrough_baseline(bootstrap: str, n: int, **client_kwargs) -> float
 async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path, batch: int = 0,
                          timeout_s: float = 600) -> float:
     """Events/s of a bare Faust agent (:mod:`streams.faust_baseline`) over ``n`` likes written
-    beforehand: decode → (table write) → send, one event at a time.  Measured like the worker:
+    beforehand: decode → (table write) → send, one event at a time or, with ``batch``, in
+    ``stream.take_events(batch)`` micro-batches.  Measured like the worker:
     from the first to the last output record's Kafka timestamp, so start-up is excluded."""
     from ripple.demo import stop_worker
 
@@ -188,19 +190,19 @@ def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
     b, auth = settings.broker, kafka_client_kwargs(settings)
     say("baseline: raw aiokafka consume → json → produce pass-through")
     results["passthrough_eps"] = asyncio.run(passthrough_baseline(b, config.events, **auth))
+    faust_baselines = [  # result key, what it is, table write per event, take_events batch (0: per event)
+        ("faust_eps", "bare Faust agent, decode → send, one event at a time", False, 0),
+        ("faust_table_eps", "bare Faust agent with a table write per event", True, 0),
+        ("faust_batch_eps", "bare Faust agent with a table write per event, events taken in batches of 256", True, 256),
+    ]
     if auth:  # the bare Faust app speaks PLAINTEXT only
         say("Faust baselines skipped: they support PLAINTEXT brokers only")
-        results["faust_eps"] = results["faust_table_eps"] = results["faust_batch_eps"] = float("nan")
+        results.update({key: float("nan") for key, *_ in faust_baselines})
     else:
-        say("baseline: bare Faust agent, decode → send, one event at a time")
-        results["faust_eps"] = asyncio.run(faust_baseline(b, config.events, table=False,
-                                                          log_path=settings.home / "bench" / "faust-baseline.log"))
-        say("baseline: bare Faust agent with a table write per event")
-        results["faust_table_eps"] = asyncio.run(faust_baseline(b, config.events, table=True,
-                                                                log_path=settings.home / "bench" / "faust-baseline.log"))
-        say("baseline: bare Faust agent with a table write per event, events taken in batches of 256")
-        results["faust_batch_eps"] = asyncio.run(faust_baseline(b, config.events, table=True, batch=256,
-                                                                log_path=settings.home / "bench" / "faust-baseline.log"))
+        for key, what, table, batch in faust_baselines:
+            say(f"baseline: {what}")
+            results[key] = asyncio.run(faust_baseline(b, config.events, table=table, batch=batch,
+                                                      log_path=settings.home / "bench" / "faust-baseline.log"))
 
     s = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.", "app_id": f"bench-{uuid.uuid4().hex[:6]}"})
     asyncio.run(ensure_topics(s))

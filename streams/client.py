@@ -99,4 +99,3 @@ async def read_offsets(bootstrap: str, topic: str, partition: int, start: int, e
     finally:
         await consumer.stop()
     return out
-
