@@ -49,6 +49,18 @@ class Throttle:
             self._retries[user] = left - 1
             self._defer(user)
 
+    def settle(self, user: str, now: float) -> None:
+        """A message with ``user``'s newest state was just sent: nothing is owed any more.
+
+        >>> t = Throttle(min_interval_s=1.0)
+        >>> t.offer("u1", now=0.0), t.offer("u1", now=0.2)  # the second event is owed ...
+        (True, False)
+        >>> t.settle("u1", now=0.3); t.due(now=2.0)  # ... unless a message with it went out
+        []
+        """
+        self._pending.pop(user, None)
+        self._sent(user, now)
+
     def due(self, now: float) -> list[str]:
         """Pending users whose interval has passed; they are marked as sent."""
         ready = [u for u in self._pending if now - self._last.get(u, float("-inf")) >= self.min_interval_s]

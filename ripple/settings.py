@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     producer_linger_s: float = Field(0.05, ge=0, description="Producer linger (batching) in seconds.")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once", description="Faust processing guarantee; 'exactly_once' uses Kafka transactions.")
+    engage_engine: Literal["faust", "batch"] = Field(
+        "faust", description="How the engagement topics are consumed: 'faust' (a Faust agent, event by event) or "
+        "'batch' (an aiokafka consumer in getmany batches, several times faster; at-least-once only, see "
+        "streams/engage_batch.py).")
+    engage_batch_max: int = Field(2000, ge=1, description="Most records per batch of the 'batch' engagement engine.")
     session_timeout_s: float = Field(60.0, ge=1, description="Consumer group session timeout: a silent worker's "
                                      "partitions move after this long.")
 
@@ -97,6 +102,13 @@ class Settings(BaseSettings):
     def _sasl_credentials(self) -> "Settings":
         if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
             raise ValueError(f"security_protocol {self.security_protocol} needs RIPPLE_SASL_USERNAME and RIPPLE_SASL_PASSWORD")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_engine_guarantee(self) -> "Settings":
+        if self.engage_engine == "batch" and self.processing_guarantee == "exactly_once":
+            raise ValueError("engage_engine 'batch' does not use Kafka transactions: use processing_guarantee "
+                             "'at_least_once' with it (profile state is still applied once), or engage_engine 'faust'")
         return self
 
     @property

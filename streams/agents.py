@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from processors.events import Engagement, Follow, Post, Rejected, decode
 from processors.replies import WaitingForPost
-from processors.sentiment_protocol import engagement_weight
+from processors.folding import fold
 from streams import metrics
 from streams.app import Runtime
 from streams.client import read_offsets
@@ -50,6 +50,30 @@ def register(rt: Runtime) -> None:
                 rt.remember_posts(valid, vectors)
                 rt.stats["posts"] += len(valid)
 
+    @app.on_partitions_revoked.connect
+    async def forget_expected_offsets(sender, revoked, **kwargs):
+        rt.expected_offsets.clear()  # the next assignment starts wherever the group committed
+
+    if s.engage_engine == "batch":  # engagements consumed in aiokafka batches, outside Faust's streams
+        from streams import engage_batch
+
+        engage_batch.register(rt)
+    else:
+        _register_engage(rt)
+
+    @app.timer(interval=5.0, name="sample_consumer_lag")
+    async def sample_consumer_lag():
+        await metrics.sample_lag(app, rename=rt.logical)
+
+    if rt.replies is not None:
+        _register_replies(rt)
+
+
+def _register_engage(rt: Runtime) -> None:
+    """The Faust engagement path: one agent, event by event, with the profiles in a Faust table."""
+    s = rt.settings
+    app = rt.app
+
     @app.agent(rt.topics["engagements"], name="engage")
     async def engage(stream):
         async for event in stream.events():
@@ -57,10 +81,6 @@ def register(rt: Runtime) -> None:
                 rt.ensure_catalog()
                 for one in await _with_skipped(rt, "engage", [event]):
                     await _engage_one(rt, one)
-
-    @app.on_partitions_revoked.connect
-    async def forget_expected_offsets(sender, revoked, **kwargs):
-        rt.expected_offsets.clear()  # the next assignment starts wherever the group committed
 
     @app.on_rebalance_complete.connect
     async def resume_after_recovery(sender, **kwargs):
@@ -76,13 +96,6 @@ def register(rt: Runtime) -> None:
         for user in rt.recommender.due():
             if rt.profiles.get(user):
                 await rt.publish_recommendation(rt.load_profile(user), "flush_deferred")
-
-    @app.timer(interval=5.0, name="sample_consumer_lag")
-    async def sample_consumer_lag():
-        await metrics.sample_lag(app, rename=rt.logical)
-
-    if rt.replies is not None:
-        _register_replies(rt)
 
 
 async def _engage_one(rt: Runtime, event) -> None:
@@ -170,42 +183,18 @@ async def _engagement(rt: Runtime, event, ev: Engagement | Follow) -> None:
     """Fold one valid engagement into the user's profile; publish if the throttle allows."""
     msg = event.message
     profile = rt.load_profile(ev.user_id)
-    source = f"{msg.topic}:{msg.partition}"
-    late = msg.offset < profile.positions.get(source, -1)  # a later offset of this source came first
-    skip = profile.admit(source, msg.offset, ev.event_id, dedup_limit=rt.settings.dedup_limit)
-    if late and skip is None:  # out-of-order delivery around a rebalance (faust-streaming #221)
-        rt.stats["out_of_order"] = rt.stats.get("out_of_order", 0) + 1
-        log.info("applying %s[%d]@%d after a later offset of that partition (out-of-order delivery)",
-                 msg.topic, msg.partition, msg.offset)
-    if skip == "duplicate":  # a producer retry (same event_id at a new offset): applied once, not an error
-        rt.stats["duplicates"] = rt.stats.get("duplicates", 0) + 1
+    done = fold(rt.recommender, profile, ev, f"{msg.topic}:{msg.partition}", msg.offset,
+                sentiment=rt.sentiment, dedup_limit=rt.settings.dedup_limit)
+    if not rt.count_folded(done, msg):
+        if done.outcome == "replay":  # the previous owner may have died between saving the profile and publishing it
+            rt.recommender.throttle.defer(ev.user_id)
         return
-    if skip == "replay":  # replay after a restart: already in the profile
-        rt.stats["replayed"] += 1
-        # the previous owner may have died between saving the profile and publishing it
-        rt.recommender.throttle.defer(ev.user_id)
-        return
-    factors = rt.recommender.factors
-    updates = factors.updates if factors is not None else 0
-    if isinstance(ev, Follow):
-        due_now = rt.recommender.on_follow(ev, profile)
-    else:
-        weight = None
-        if ev.kind == "comment" and ev.text and rt.sentiment is not None:
-            score = rt.sentiment.score(ev.text)
-            profile.apply_sentiment(score)
-            weight = engagement_weight(ev.kind, score)  # a negative comment is not a "like"
-        due_now = rt.recommender.on_engagement(ev, profile, weight=weight)
-    if due_now:  # one table write: the state and the fact that it is being published
+    if done.due_now:  # one table write: the state and the fact that it is being published
         profile.published_events = profile.events
     rt.profiles[ev.user_id] = profile.to_dict()
     rt.evict_profiles(msg.partition, ev.user_id)
-    rt.stats["engagements"] += 1
     rt.rec_clock.saw(ev.user_id, msg.timestamp or time.time())
-    metrics.record_model_update("profile")
-    if factors is not None:
-        metrics.record_model_update("factors", factors.updates - updates)
-    if due_now:
+    if done.due_now:
         await rt.publish_recommendation(profile, "engage", save=False)
 
 

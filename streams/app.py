@@ -20,6 +20,7 @@ import numpy as np
 
 from processors.events import INPUT_TOPICS, Post, dead_letter
 from processors.eviction import RecencyIndex
+from processors.folding import Folded
 from processors.privacy import Pseudonymizer, redact_dead_letter
 from processors.profiles import UserProfile
 from processors.protocols import Embedder
@@ -80,7 +81,7 @@ class Runtime:
     replies: ReplySuggester | None
     sentiment: SentimentAnalyzer | None
     topics: dict[str, faust.TopicT]
-    profiles: faust.Table
+    profiles: faust.Table | None  # None with engage_engine "batch"
     posts: faust.Table
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="ripple-embed"))
     stats: dict = field(default_factory=lambda: dict.fromkeys(
@@ -162,15 +163,36 @@ class Runtime:
 
     async def reject(self, event, reason: str) -> None:
         """Send ``event`` to the dead-letter topic with ``reason`` and its source position."""
-        msg = event.message
-        doc = dead_letter(reason, msg.topic, msg.partition, msg.offset, event.value,
+        await self.topics["dead-letter"].send(value=self.dead_letter_doc(event.message, event.value, reason))
+
+    def dead_letter_doc(self, msg, raw: bytes | None, reason: str) -> dict:
+        """The dead letter of record ``msg`` (topic, partition, offset), counted and logged
+        (position and reason category only, never the payload)."""
+        doc = dead_letter(reason, msg.topic, msg.partition, msg.offset, raw,
                           now=time.time(), max_raw=self.settings.dead_letter_raw_bytes)
         if self.pseudonymizer is not None:  # the raw payload holds user ids: keep only its position
             doc = redact_dead_letter(doc)
-        await self.topics["dead-letter"].send(value=doc)
         self.stats["dead_letters"] += 1
         category = metrics.record_dead_letter(self.logical(msg.topic), reason)
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, category)
+        return doc
+
+    def count_folded(self, done: Folded, msg) -> bool:
+        """Stats, metrics and logs of one :func:`processors.folding.fold`; True if it was applied."""
+        if done.late and done.outcome == "applied":  # out-of-order delivery around a rebalance (faust-streaming #221)
+            self.stats["out_of_order"] = self.stats.get("out_of_order", 0) + 1
+            log.info("applying %s[%d]@%d after a later offset of that partition (out-of-order delivery)",
+                     msg.topic, msg.partition, msg.offset)
+        if done.outcome == "duplicate":  # a producer retry (same event_id at a new offset): applied once, not an error
+            self.stats["duplicates"] = self.stats.get("duplicates", 0) + 1
+            return False
+        if done.outcome == "replay":  # replay after a restart: already in the profile
+            self.stats["replayed"] += 1
+            return False
+        self.stats["engagements"] += 1
+        metrics.record_model_update("profile")
+        metrics.record_model_update("factors", done.factor_updates)
+        return True
 
     def save_outside_stream(self, profile: UserProfile) -> None:
         """Write ``profile`` from a timer, where Faust knows no current event (and so no partition):
@@ -249,7 +271,8 @@ def build_app(
         settings=settings, app=app, embedder=embedder, recommender=recommender, replies=replies, sentiment=sentiment,
         topics=topics,
         # keys: raw UTF-8 (the same bytes as the input topics' keys); values: JSON documents
-        profiles=app.Table("profiles", default=None, key_type=str),
+        # with the batch engine the profiles live in streams.engage_batch (same changelog topic)
+        profiles=app.Table("profiles", default=None, key_type=str) if settings.engage_engine == "faust" else None,
         posts=app.Table("posts", default=None, key_type=str, use_partitioner=True),
     )
     agents.register(rt)

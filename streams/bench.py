@@ -106,25 +106,27 @@ def _rate(n: int, span: float) -> float:
 
 async def _applied_events(bootstrap: str, changelog: str, expected: int, timeout_s: float,
                           **client_kwargs) -> tuple[int, float, tuple[int, int]]:
-    """Events folded into profiles (changelog records where a user's ``events`` grew), the
-    seconds from the first to the last of them, and that window in ms timestamps."""
+    """Events folded into profiles (the growth of users' ``events`` counts over the changelog
+    records; the batch engine saves a profile once per batch, so one record may carry several),
+    the seconds from the first to the last record that grew, and that window in ms timestamps."""
     stamps: list[int] = []
     last: dict[str, int] = {}
-    read = 0  # records of the growing list already looked at
+    read = applied = 0  # records of the growing list already looked at; events found so far
 
     def done(records) -> bool:
-        nonlocal read
+        nonlocal read, applied
         for r in records[read:]:
             doc = json.loads(r.value) if r.value else None
             if doc and doc.get("events", 0) > last.get(doc["user_id"], 0):
+                applied += doc["events"] - last.get(doc["user_id"], 0)
                 last[doc["user_id"]] = doc["events"]
                 stamps.append(r.timestamp)
         read = len(records)
-        return len(stamps) >= expected
+        return applied >= expected
 
     await _read_until(bootstrap, changelog, done, timeout_s, **client_kwargs)
     window = (min(stamps), max(stamps)) if stamps else (0, 0)
-    return len(stamps), _span(stamps), window
+    return applied, _span(stamps), window
 
 
 async def passthrough_baseline(bootstrap: str, n: int, **client_kwargs) -> float:

@@ -409,9 +409,10 @@ class LocalKafka:
 
 
 async def create_topics(bootstrap: str, names: Iterable[str], partitions: int, replication: int = 1,
-                        *, timeout_s: float = 30.0, **client_kwargs) -> list[str]:
+                        *, timeout_s: float = 30.0, configs: dict[str, str] | None = None, **client_kwargs) -> list[str]:
     """Create topics that do not exist yet; return the names created (existing ones are fine).
 
+    ``configs``: topic configuration of the created topics (e.g. ``{"cleanup.policy": "compact"}``).
     ``client_kwargs`` go to the admin client as they are (security settings: see
     :func:`streams.security.kafka_client_kwargs`).
     """
@@ -423,7 +424,7 @@ async def create_topics(bootstrap: str, names: Iterable[str], partitions: int, r
                                 **client_kwargs)
     await admin.start()
     try:
-        resp = await admin.create_topics([NewTopic(n, partitions, replication) for n in names],
+        resp = await admin.create_topics([NewTopic(n, partitions, replication, topic_configs=configs or {}) for n in names],
                                          timeout_ms=int(timeout_s * 1000))
     finally:
         await admin.close()

@@ -388,13 +388,18 @@ def user_positions(bootstrap: str, settings: Settings, users, **client_kwargs) -
     return out
 
 
+def engagement_group(settings: Settings) -> str:
+    """The consumer group that commits the engagement topics' offsets (the Faust app's, or the batch engine's)."""
+    return settings.app_id if settings.engage_engine == "faust" else f"{settings.app_id}-engage"
+
+
 async def group_offsets(bootstrap: str, settings: Settings, **client_kwargs) -> dict[str, int]:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+        offsets = await admin.list_consumer_group_offsets(engagement_group(settings))
     finally:
         await admin.close()
     return {f"{tp.topic}:{tp.partition}": md.offset for tp, md in sorted(offsets.items())}
@@ -449,7 +454,7 @@ def check_exactly_once(bootstrap: str, settings: Settings, stream: Stream, *, ti
             lines.append(f"  {u}: input events never applied: {missing}")
             lines.extend(f"    changelog p{p}@{o} ts={ts} events={ev} applied {mv}" for p, o, ts, ev, mv in applied[u])
         committed = asyncio.run(group_offsets(bootstrap, settings, **client_kwargs))
-        lines.append(f"  committed offsets of group {settings.app_id}: {committed}")
+        lines.append(f"  committed offsets of group {engagement_group(settings)}: {committed}")
         raise AssertionError("not exactly once:\n" + "\n".join(lines))
     dead = read_json(bootstrap, settings.topic("dead-letter"), **client_kwargs)
     assert dead == [], f"valid events were dead-lettered: {dead[:3]}"
@@ -531,10 +536,11 @@ def run_with_fault(bootstrap: str, settings: Settings, spawn, stream: Stream, fa
 # (a) kill -9 a worker mid-stream, restart it
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
-def test_worker_killed_mid_stream_and_restarted(bootstrap, ripple_home, onnx_model, workers, guarantee):
-    settings = base_settings(bootstrap, ripple_home, processing_guarantee=guarantee) if guarantee != "at_least_once" \
-        else base_settings(bootstrap, ripple_home)
+@pytest.mark.parametrize("guarantee,engine", [("at_least_once", "faust"), ("exactly_once", "faust"),
+                                              ("at_least_once", "batch")],
+                         ids=["at_least_once", "exactly_once", "batch_engine"])
+def test_worker_killed_mid_stream_and_restarted(bootstrap, ripple_home, onnx_model, workers, guarantee, engine):
+    settings = base_settings(bootstrap, ripple_home, processing_guarantee=guarantee, engage_engine=engine)
     env = dict(FAST_GROUP_ENV, PROCESSING_GUARANTEE=guarantee)  # Faust's own variable; RIPPLE_ one after the patch
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     stream = make_stream(users=12, per_user=25)
@@ -558,14 +564,15 @@ def test_worker_killed_mid_stream_and_restarted(bootstrap, ripple_home, onnx_mod
         figs["uncommitted_view_recs"] = len(everything)
         figs["uncommitted_view_repeated_versions"] = output_stats(everything).repeated_versions
     assert 0 < figs["reflected_before_kill"] < len(stream.engagements), "the kill did not land mid-stream"
-    report(f"worker kill -9 ({guarantee})", **figs)
+    report(f"worker kill -9 ({guarantee}, {engine} engine)", **figs)
 
 
 @pytest.mark.timeout(240)
-def test_worker_killed_inside_a_throttle_interval(bootstrap, ripple_home, onnx_model, workers):
+@pytest.mark.parametrize("engine", ["faust", "batch"])
+def test_worker_killed_inside_a_throttle_interval(bootstrap, ripple_home, onnx_model, workers, engine):
     """The newest state of a profile is applied and committed, but its (deferred) recommendation is
     not sent yet when the worker dies: the restarted worker must send it without any new input."""
-    settings = base_settings(bootstrap, ripple_home, rec_min_interval_s=10.0)
+    settings = base_settings(bootstrap, ripple_home, rec_min_interval_s=10.0, engage_engine=engine)
     stream = make_stream(users=6, per_user=4)
     asyncio.run(ensure_topics(settings))
     worker = workers(settings, **FAST_GROUP_ENV)
@@ -597,7 +604,7 @@ def test_worker_killed_inside_a_throttle_interval(bootstrap, ripple_home, onnx_m
     msgs, waited = wait_recommendations(bootstrap, settings, expected, timeout_s=60)
     assert latest_counts(msgs, expected) == expected, f"unsent states were not published after the restart: " \
         f"{latest_counts(msgs, expected)} != {expected}"
-    report("worker kill -9 inside a throttle interval", unsent_at_kill=len(unsent),
+    report(f"worker kill -9 inside a throttle interval ({engine} engine)", unsent_at_kill=len(unsent),
            sent_after_restart_s=first_output_after(msgs, t_restart))
 
 

@@ -1,0 +1,250 @@
+"""The batch engagement engine (``RIPPLE_ENGAGE_ENGINE=batch``): the engagement topics read with
+a plain aiokafka consumer in ``getmany`` batches instead of Faust's per-message streams.
+
+Faust's consumer, stream and producer machinery costs a few hundred µs per message on a small
+machine (``ripple bench`` measures a bare Faust agent next to the worker); this engine pays the
+per-message price of aiokafka instead and does the rest once per batch.  It runs inside the Faust
+worker (an ``app.task``), next to the Faust agents that embed posts and suggest replies, and
+shares their catalog and models.
+
+Per batch: decode and :func:`processors.folding.fold` every record into its user's profile (kept
+in memory as objects); publish the recommendations the throttle allows (one per user per batch,
+with the user's newest state) and the dead letters; wait until the broker has them; then write
+each changed profile once to the profiles changelog (compacted, partition = input partition);
+wait for those; commit the input offsets.  A crash anywhere replays the uncommitted records, and
+the positions stored in each profile make a replayed record a no-op: profile state is applied
+exactly once, recommendations at least once.  Kafka transactions are not used, so
+``exactly_once`` is refused with this engine.
+
+State: on assignment, the assigned partitions' profiles are read back from the changelog (the
+same ``<app_id>-profiles-changelog`` the Faust table uses, so switching engines keeps state); on
+revocation the in-flight batch finishes and commits first (the same lock), then those profiles
+are dropped.  The engagement topics are assigned with the range assignor, so one worker owns a
+partition number of every engagement topic, as the profiles are keyed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
+
+from processors.eviction import RecencyIndex
+from processors.events import Follow, Rejected, decode
+from processors.folding import fold
+from processors.profiles import UserProfile
+from streams import metrics
+from streams.app import ENGAGEMENT_TOPICS, Runtime
+from streams.security import kafka_client_kwargs
+
+log = logging.getLogger("ripple.worker")
+
+
+def changelog_topic(rt: Runtime) -> str:
+    return f"{rt.settings.app_id}-profiles-changelog"
+
+
+def group_id(rt: Runtime) -> str:
+    """The engine's consumer group (not the Faust app's: another assignor, another protocol)."""
+    return f"{rt.settings.app_id}-engage"
+
+
+class EngagementEngine(ConsumerRebalanceListener):
+    """Consume, fold, publish, save, commit: one batch at a time (see the module docstring)."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        s = rt.settings
+        self.profiles: dict[str, UserProfile] = {}
+        self.partition_of: dict[str, int] = {}
+        self.index = RecencyIndex(s.profile_limit, s.profile_ttl_s)
+        self.lock = asyncio.Lock()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.batches = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def run(self) -> None:
+        """Until cancelled (the Faust worker stopping); commits what was processed on the way out."""
+        rt, s = self.rt, self.rt.settings
+        await rt.app.tables.recovery.completed.wait()  # the posts table (the catalog) is recovered first
+        rt.ensure_catalog()
+        auth = kafka_client_kwargs(s)
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.broker, linger_ms=int(s.producer_linger_s * 1000),
+                                         acks="all", enable_idempotence=True, **auth)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.broker, group_id=group_id(rt), enable_auto_commit=False, auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,), max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000), **auth)
+        await self.producer.start()
+        try:
+            await self.consumer.start()
+            self.consumer.subscribe([s.topic(t) for t in ENGAGEMENT_TOPICS], listener=self)
+            wait_ms = int(max(0.01, min(0.1, s.rec_min_interval_s / 2)) * 1000)
+            while True:
+                batch = await self.consumer.getmany(timeout_ms=wait_ms, max_records=s.engage_batch_max)
+                async with self.lock:
+                    await self.process(batch)
+        finally:
+            try:
+                await self.consumer.stop()  # leaves the group; everything processed was committed
+            finally:
+                await self.producer.stop()
+
+    # -- one batch ---------------------------------------------------------------------
+    async def process(self, batch: dict) -> None:
+        rt = self.rt
+        dirty: dict[str, int] = {}  # user → partition of profiles changed in this batch
+        publish: set[str] = set()
+        deadletters: list[dict] = []
+        tombstones: list[tuple[str, int]] = []
+        with metrics.observe_latency("engage"):
+            now = time.time()
+            for tp, records in batch.items():
+                topic = rt.logical(tp.topic)
+                for r in records:
+                    ev = rt.at_edge(decode(topic, r.value, default_ts=(r.timestamp / 1000.0) or now, **rt.decode_limits))
+                    if isinstance(ev, Rejected):
+                        metrics.record_consumed(topic, "invalid")
+                        deadletters.append(rt.dead_letter_doc(r, r.value, ev.reason))
+                        continue
+                    metrics.record_consumed(topic, "follow" if isinstance(ev, Follow) else ev.kind)
+                    try:
+                        self._fold_one(ev, r, dirty, publish, tombstones, now)
+                    except Exception as exc:  # never crash the worker on one event
+                        log.exception("processing failed for %s[%d]@%d", r.topic, r.partition, r.offset)
+                        deadletters.append(rt.dead_letter_doc(r, r.value, f"processing error: {type(exc).__name__}: {exc}"[:300]))
+            publish.update(u for u in rt.recommender.due() if u in self.profiles)  # deferred ones now allowed
+            sends = [self._recommend(user, dirty) for user in publish]
+            sends += [await self.producer.send(rt.settings.topic("dead-letter"), json.dumps(d).encode()) for d in deadletters]
+            await self._delivered(sends)  # outputs first: a saved "published" profile always had its message sent
+            changelog = changelog_topic(rt)
+            saves = [await self.producer.send(changelog, json.dumps(self.profiles[u].to_dict()).encode(),
+                                              key=u.encode(), partition=p) for u, p in dirty.items() if u in self.profiles]
+            saves += [await self.producer.send(changelog, None, key=u.encode(), partition=p) for u, p in tombstones]
+            await self._delivered(saves)
+        if batch:
+            await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items() if records})
+            self.batches += 1
+
+    def _fold_one(self, ev, r, dirty: dict, publish: set, tombstones: list, now: float) -> None:
+        rt = self.rt
+        user = ev.user_id
+        profile = self.profiles.get(user)
+        if profile is None:
+            profile = self.profiles[user] = UserProfile(user)
+        self.partition_of[user] = r.partition
+        done = fold(rt.recommender, profile, ev, f"{r.topic}:{r.partition}", r.offset,
+                    sentiment=rt.sentiment, dedup_limit=rt.settings.dedup_limit)
+        if not rt.count_folded(done, r):
+            if done.outcome == "replay" and profile.unpublished():  # saved, but its message may never have left
+                rt.recommender.throttle.defer(user)
+            if done.outcome == "duplicate":  # its position is recorded: save it
+                dirty[user] = r.partition
+            return
+        dirty[user] = r.partition
+        rt.rec_clock.saw(user, (r.timestamp / 1000.0) or now)
+        if done.due_now:
+            publish.add(user)
+        for old in self.index.touch(r.partition, user, now):
+            if old != user and self.profiles.pop(old, None) is not None:
+                self.partition_of.pop(old, None)
+                dirty.pop(old, None)
+                publish.discard(old)
+                tombstones.append((old, r.partition))
+                rt.stats["evicted_profiles"] = rt.stats.get("evicted_profiles", 0) + 1
+
+    def _recommend(self, user: str, dirty: dict):
+        rt = self.rt
+        profile = self.profiles[user]
+        profile.published_events = profile.events
+        dirty[user] = self.partition_of.get(user, dirty.get(user, 0))
+        doc = rt.recommender.recommendation(profile)
+        rt.recommender.throttle.settle(user, rt.recommender.clock())
+        rt.stats["recommendations"] += 1
+        metrics.record_recommendation()
+        rt.rec_clock.published(user, "engage")
+        return self.producer.send(rt.settings.topic("recommendations"), json.dumps(doc).encode(), key=user.encode())
+
+    async def _delivered(self, sends: list) -> None:
+        """Wait until the broker acknowledged every send (``send`` returns a coroutine that
+        enqueues and then a future for the acknowledgement)."""
+        futures = [await s if asyncio.iscoroutine(s) else s for s in sends]
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def _commit(self, offsets: dict) -> None:
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:  # a rebalance under way: the records are replayed, and replays are no-ops
+            log.warning("offset commit failed (%s); the batch will be replayed by the partitions' next owner",
+                        type(exc).__name__)
+
+    # -- rebalancing -------------------------------------------------------------------
+    async def on_partitions_revoked(self, revoked) -> None:
+        async with self.lock:  # the batch in flight finishes and commits first
+            gone = {tp.partition for tp in revoked}
+            for user in [u for u, p in self.partition_of.items() if p in gone]:
+                self.profiles.pop(user, None)
+                self.partition_of.pop(user, None)
+            for p in gone:
+                for user in self.index.keys(p):
+                    self.index.discard(p, user)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        parts = sorted({tp.partition for tp in assigned} - set(self.partition_of.values()))
+        if not parts:
+            return
+        t0 = time.perf_counter()
+        restored = await self._restore(parts)
+        now = time.time()
+        for profile in sorted(restored, key=lambda p: p.last_ts):  # oldest activity first, as the index expects
+            part = min(profile.partitions() & set(parts), default=None)
+            if part is None:
+                continue
+            self.profiles[profile.user_id] = profile
+            self.partition_of[profile.user_id] = part
+            self.index.touch(part, profile.user_id, now)
+        owed = self.rt.recommender.resume(p for p in restored if p.user_id in self.profiles)
+        log.info("engage: restored %d profiles of partitions %s in %.1f s; %d owed a recommendation",
+                 len(restored), parts, time.perf_counter() - t0, owed)
+
+    async def _restore(self, parts: list[int]) -> list[UserProfile]:
+        """The newest profile of every user in changelog ``parts`` (tombstones honoured)."""
+        s = self.rt.settings
+        consumer = AIOKafkaConsumer(bootstrap_servers=s.broker, group_id=None, enable_auto_commit=False,
+                                    isolation_level="read_committed", **kafka_client_kwargs(s))
+        await consumer.start()
+        latest: dict[str, dict | None] = {}
+        try:
+            tps = [TopicPartition(changelog_topic(self.rt), p) for p in parts]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                for records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                    for r in records:
+                        key = r.key.decode()
+                        key = json.loads(key) if key.startswith('"') else key  # Faust's table wrote JSON keys
+                        latest[key] = json.loads(r.value) if r.value else None
+        finally:
+            await consumer.stop()
+        return [UserProfile.from_dict(raw) for raw in latest.values() if raw]
+
+
+def register(rt: Runtime) -> EngagementEngine:
+    """Run the engine as a task of ``rt.app`` (started and cancelled with the Faust worker)."""
+    engine = EngagementEngine(rt)
+
+    @rt.app.task
+    async def engage_batches():
+        await engine.run()
+
+    return engine
