@@ -34,19 +34,41 @@ class Clock(Protocol):
         """Seconds (monotonic or wall; callers only compare differences)."""
 
 
-class CandidateIds(list):
-    """Post ids to score (a plain ``list``) that also say where they come from: positions
-    ``rows`` of the id list ``source`` (a catalog view's ids) at catalog ``version``.
+class CandidateIds(Sequence[str]):
+    """Post ids to score that also say where they come from: positions ``rows`` of the id list
+    ``source`` (a catalog view's ids) at catalog ``version``.
 
     A scorer that keeps its own index per post can map ``source`` to that index once per version
-    and gather ``rows``, instead of a dict lookup per id per call (see :func:`index_of`).
+    and gather ``rows``, instead of a dict lookup per id per call (see :func:`index_of`).  With
+    ``ids=None`` the ids are read from ``source`` only when asked for (a ranking reads a handful
+    of its ~1,000 candidates' ids).
+
+    >>> c = CandidateIds(None, source=["a", "b", "c"], version=1, rows=np.array([2, 0]))
+    >>> len(c), c[0], list(c), c == ["c", "a"]
+    (2, 'c', ['c', 'a'], True)
     """
 
-    __slots__ = ("source", "version", "rows")
+    __slots__ = ("source", "version", "rows", "_ids")
 
     def __init__(self, ids, source: Sequence[str], version, rows: np.ndarray):
-        super().__init__(ids)
+        self._ids = list(ids) if ids is not None else None
         self.source, self.version, self.rows = source, version, rows
+
+    def __len__(self) -> int:
+        return len(self._ids) if self._ids is not None else len(self.rows)
+
+    def __getitem__(self, j):
+        if isinstance(j, slice):
+            return [self[i] for i in range(*j.indices(len(self)))]
+        return self._ids[j] if self._ids is not None else self.source[self.rows[j]]
+
+    def __iter__(self):
+        return iter(self._ids) if self._ids is not None else (self.source[r] for r in self.rows.tolist())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None
 
 
 class IndexCache:

@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import math
+from itertools import chain
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -109,13 +110,17 @@ def recommend_detailed(
     pop = pop / pop.max() if pop.max() > 0 else pop
     fresh = np.exp(-np.maximum(0.0, now - view.created_at) * (math.log(2) / config.freshness_half_life_s))
     co_by_id = _coengaged(profile, co_scores, config)
+    # co-engagement over every catalog row at once, when the scores can say so (CoScoreVector)
+    co_rows = co_by_id.over(view.ids, view.version) if co_by_id and hasattr(co_by_id, "over") else None
 
-    cand, ids, authors = _candidates(profile, view, sim, pop, fresh, co_by_id, config)
+    cand, ids, authors = _candidates(profile, view, sim, pop, fresh, co_by_id, config, co_rows)
     if cand.size == 0:
         return RecResult([], missing)
     mf = np.zeros(cand.size) if mf_scores is None else np.clip(np.asarray(mf_scores(profile.user_id, ids), dtype=np.float64), 0, 1)
     aff = _affinity(profile, view)[cand]
-    if not co_by_id:
+    if co_rows is not None:
+        co = co_rows[cand]
+    elif not co_by_id:
         co = np.zeros(cand.size)
     elif hasattr(co_by_id, "take"):  # processors.recommender.CoScoreVector: one gather
         co = co_by_id.take(ids)
@@ -148,9 +153,9 @@ def _coengaged(profile: UserProfile, co_scores: CoScores | None, config: RankCon
 
 
 def _candidates(profile: UserProfile, view, sim, pop, fresh, co_by_id: Mapping[str, float],
-                config: RankConfig) -> tuple[np.ndarray, list[str], list[str]]:
+                config: RankConfig, co_rows: np.ndarray | None = None) -> tuple[np.ndarray, CandidateIds, CandidateIds]:
     """Rows worth scoring (nearest, trending, fresh, co-engaged and affinity-author posts, minus
-    seen/own) with their post ids and authors."""
+    seen/own) with their post ids and authors (read from the view when asked for)."""
     n = len(view)
     if n <= config.max_candidates:
         rows = np.arange(n)
@@ -160,9 +165,12 @@ def _candidates(profile: UserProfile, view, sim, pop, fresh, co_by_id: Mapping[s
         liked = set(profile.authors) | set(profile.follows)
         if liked:  # the newest rows of liked authors (from the catalog's author index, not a scan)
             by_author = view.rows_of_author
-            rows_liked = sorted(r for a in liked for r in by_author.get(a, ()) if r < n)
-            pools.append(np.array(rows_liked[-m:], dtype=np.int64))
-        if co_by_id:
+            rows_liked = np.fromiter(chain.from_iterable(by_author.get(a, ()) for a in liked), dtype=np.int64)
+            pools.append(np.sort(rows_liked[rows_liked < n])[-m:])
+        if co_rows is not None:  # the best co-engaged catalog rows
+            positive = np.flatnonzero(co_rows > 0)
+            pools.append(positive if positive.size <= m else positive[np.argpartition(-co_rows[positive], m)[:m]])
+        elif co_by_id:
             best = set(co_by_id.top(m) if hasattr(co_by_id, "top")
                        else sorted(co_by_id, key=co_by_id.__getitem__, reverse=True)[:m])
             row_of = view.row_of
@@ -176,9 +184,7 @@ def _candidates(profile: UserProfile, view, sim, pop, fresh, co_by_id: Mapping[s
     drop[[r for r in (row_of.get(p, n) for p in profile.seen) if r < n]] = True
     drop[[r for r in view.rows_of_author.get(profile.user_id, ()) if r < n]] = True
     cand = rows[~drop[rows]].astype(np.int64)
-    keep = cand.tolist()
-    ids, authors = view.ids, view.authors
-    return cand, CandidateIds([ids[i] for i in keep], ids, view.version, cand), [authors[i] for i in keep]
+    return cand, CandidateIds(None, view.ids, view.version, cand), CandidateIds(None, view.authors, None, cand)
 
 
 def _affinity(profile: UserProfile, view) -> np.ndarray:
@@ -186,9 +192,10 @@ def _affinity(profile: UserProfile, view) -> np.ndarray:
     aff = np.zeros(len(view))
     by_author, n = view.rows_of_author, len(view)
     for author in dict.fromkeys((*profile.authors, *profile.follows)):
-        rows = [r for r in by_author.get(author, ()) if r < n]
+        rows = by_author.get(author)
         if rows:
-            aff[rows] = profile.affinity(author)
+            rows = np.fromiter(rows, dtype=np.int64, count=len(rows))
+            aff[rows[rows < n]] = profile.affinity(author)
     return aff
 
 

@@ -261,6 +261,17 @@ class CoScoreVector(Mapping[str, float]):
         out[rows < 0] = 0.0
         return out
 
+    def over(self, ids: Sequence[str], version) -> np.ndarray:
+        """Scores of every post of the list ``ids`` (0 where none), e.g. a catalog view's ids;
+        the id → slot mapping is cached per ``version`` (see :meth:`CoEngagement.rows_for`)."""
+        out = np.zeros(len(ids))
+        if not self._acc.size:
+            return out
+        slots = self._co.rows_for(ids, version)  # cached: read only
+        ok = (slots >= 0) & (slots < self._acc.size)
+        out[ok] = self._acc[slots[ok]]
+        return out
+
     def top(self, m: int) -> list[str]:
         """The ``m`` highest-scoring posts."""
         live = np.flatnonzero(self._acc > 0)

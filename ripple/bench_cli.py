@@ -15,7 +15,7 @@ def bench_command(settings: Settings, args, *, broker_given: bool) -> int:
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     config = BenchConfig(events=args.events, users=args.users, posts=args.posts, rate=args.rate,
-                         latency_seconds=args.seconds)
+                         latency_seconds=args.seconds, engines=_engines(args.engines))
     ensure_model(settings.resolved_model_path, progress=True)
     with (nullcontext() if broker_given else LocalKafka(home=settings.home)) as kafka:
         if kafka is not None:
@@ -24,3 +24,11 @@ def bench_command(settings: Settings, args, *, broker_given: bool) -> int:
         results = run_bench(settings, config, say=lambda m: print(f"[ripple bench] {m}", flush=True))
     print(format_results(results, config))
     return 0
+
+
+def _engines(text: str) -> tuple[str, ...]:
+    engines = tuple(e.strip() for e in text.split(",") if e.strip())
+    unknown = set(engines) - {"faust", "batch"}
+    if unknown or not engines:
+        raise SystemExit(f"--engines: expected a comma-separated list of faust and batch, got {text!r}")
+    return engines

@@ -45,6 +45,7 @@ class BenchConfig:
     rate: float = 1_000.0  # offered events/s for the latency run
     latency_seconds: float = 10.0
     batch_size: int = 32
+    engines: tuple[str, ...] = ("faust", "batch")  # engage_engine values measured, each with its own worker
 
 
 def _posts(n: int, seed: int = 0) -> list[dict]:
@@ -185,9 +186,6 @@ async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path,
 def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
     from models.bench_embed import bench as bench_embed
     from models.embedder import OnnxEmbedder, ensure_model
-    from ripple.demo import start_worker, stop_worker
-    from streams.worker import ensure_topics
-
     results: dict = {}
     b, auth = settings.broker, kafka_client_kwargs(settings)
     say("baseline: raw aiokafka consume → json → produce pass-through")
@@ -206,41 +204,58 @@ def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
             results[key] = asyncio.run(faust_baseline(b, config.events, table=table, batch=batch,
                                                       log_path=settings.home / "bench" / "faust-baseline.log"))
 
-    s = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.", "app_id": f"bench-{uuid.uuid4().hex[:6]}"})
-    asyncio.run(ensure_topics(s))
     posts = _posts(config.posts)
-    worker = start_worker(s, s.home / "bench" / "worker.log")
-    try:
-        # 1) post embedding inside the pipeline, alone: posts topic → embed agent → posts table
-        say(f"pipeline embedding: {config.posts} posts")
-        asyncio.run(_produce_fast(b, posts, s.topic_prefix, **auth))
-        got = asyncio.run(_read_until(b, f"{s.app_id}-posts-changelog", lambda rs: len(rs) >= config.posts,
-                                      timeout_s=300, **auth))
-        results["pipeline_embed_sps"] = _rate(len(got), _span([r.timestamp for r in got]))
+    results["engines"] = {}
+    for engine in config.engines:  # each engine gets its own worker, topics and state
+        if engine == "batch" and settings.processing_guarantee == "exactly_once":
+            say("batch engine skipped: it runs at_least_once only")
+            continue
+        say(f"worker with engage_engine={engine}")
+        s = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.",
+                                        "app_id": f"bench-{uuid.uuid4().hex[:6]}", "engage_engine": engine})
+        results["engines"][engine] = _worker_run(s, config, posts, say, **auth)
 
-        # 2) throughput: the engagements are written first, then the worker drains them
-        say(f"throughput: {config.events} likes from {config.users} users, written first, then drained")
-        asyncio.run(_produce_fast(b, _likes(config.events, config.users, config.posts), s.topic_prefix, **auth))
-        n, span, (t0, t1) = asyncio.run(_applied_events(b, f"{s.app_id}-profiles-changelog", config.events,
-                                                        timeout_s=600, **auth))
-        results["worker_eps"] = _rate(n, span)
-        results["worker_events_seen"] = n
-        recs = asyncio.run(_read_until(b, s.topic("recommendations"), lambda rs: False, timeout_s=5, **auth))
-        in_window = sum(1 for r in recs if t0 <= r.timestamp <= t1)
-        results["worker_recs_per_s"] = _rate(in_window, span)
-
-        # 3) latency at a fixed offered rate: every event from a new user → an immediate recommendation
-        say(f"latency: {config.rate:.0f} events/s for {config.latency_seconds:.0f} s (one event per new user)")
-        results.update(asyncio.run(_latency_run(b, s, config, **auth)))
-    finally:
-        stop_worker(worker)
-
-    # 3) raw onnxruntime at the same batch size on the same texts
-    emb = OnnxEmbedder(ensure_model(s.resolved_model_path), provider=s.onnx_provider)
+    # raw onnxruntime at the same batch size on the same texts
+    emb = OnnxEmbedder(ensure_model(settings.resolved_model_path), provider=settings.onnx_provider)
     texts = [p["value"]["text"] for p in posts]
     r = bench_embed(emb, texts, batch_size=config.batch_size)
     results.update(raw_ort_sps=r["raw_sps"], embedder_sps=r["embedder_sps"], onnx_provider=emb.provider)
     return results
+
+
+def _worker_run(s: Settings, config: BenchConfig, posts: list[dict], say, **auth) -> dict:
+    """Pipeline embedding, drain throughput and latency of one worker configured by ``s``."""
+    from ripple.demo import start_worker, stop_worker
+    from streams.worker import ensure_topics
+
+    b, out = s.broker, {}
+    asyncio.run(ensure_topics(s))
+    worker = start_worker(s, s.home / "bench" / f"worker-{s.engage_engine}.log")
+    try:
+        # 1) post embedding inside the pipeline, alone: posts topic → embed agent → posts table
+        say(f"  pipeline embedding: {config.posts} posts")
+        asyncio.run(_produce_fast(b, posts, s.topic_prefix, **auth))
+        got = asyncio.run(_read_until(b, f"{s.app_id}-posts-changelog", lambda rs: len(rs) >= config.posts,
+                                      timeout_s=300, **auth))
+        out["pipeline_embed_sps"] = _rate(len(got), _span([r.timestamp for r in got]))
+
+        # 2) throughput: the engagements are written first, then the worker drains them
+        say(f"  throughput: {config.events} likes from {config.users} users, written first, then drained")
+        asyncio.run(_produce_fast(b, _likes(config.events, config.users, config.posts), s.topic_prefix, **auth))
+        n, span, (t0, t1) = asyncio.run(_applied_events(b, f"{s.app_id}-profiles-changelog", config.events,
+                                                        timeout_s=600, **auth))
+        out["worker_eps"] = _rate(n, span)
+        out["worker_events_seen"] = n
+        recs = asyncio.run(_read_until(b, s.topic("recommendations"), lambda rs: False, timeout_s=5, **auth))
+        in_window = sum(1 for r in recs if t0 <= r.timestamp <= t1)
+        out["worker_recs_per_s"] = _rate(in_window, span)
+
+        # 3) latency at a fixed offered rate: every event from a new user → an immediate recommendation
+        say(f"  latency: {config.rate:.0f} events/s for {config.latency_seconds:.0f} s (one event per new user)")
+        out.update(asyncio.run(_latency_run(b, s, config, **auth)))
+    finally:
+        stop_worker(worker)
+    return out
 
 
 async def _latency_run(bootstrap: str, s: Settings, config: BenchConfig, **client_kwargs) -> dict:
@@ -272,24 +287,28 @@ async def _latency_run(bootstrap: str, s: Settings, config: BenchConfig, **clien
 
 
 def format_results(r: dict, config: BenchConfig) -> str:
-    rows = [
-        ("worker engagement throughput", f"{r['worker_eps']:,.0f} ev/s", "raw aiokafka pass-through",
-         f"{r['passthrough_eps']:,.0f} ev/s", r["worker_eps"] / r["passthrough_eps"]),
-        ("", "", "bare Faust agent (decode → send)", f"{r['faust_eps']:,.0f} ev/s", r["worker_eps"] / r["faust_eps"]),
-        ("", "", "bare Faust agent + table write", f"{r['faust_table_eps']:,.0f} ev/s",
-         r["worker_eps"] / r["faust_table_eps"]),
-        ("", "", "  the same, take_events(256)", f"{r['faust_batch_eps']:,.0f} ev/s",
-         r["worker_eps"] / r["faust_batch_eps"]),
-        ("pipeline post embedding", f"{r['pipeline_embed_sps']:,.0f} sent/s", f"raw ORT session (batch {config.batch_size})",
-         f"{r['raw_ort_sps']:,.0f} sent/s", r["pipeline_embed_sps"] / r["raw_ort_sps"]),
-        ("OnnxEmbedder.embed (tokenise+run)", f"{r['embedder_sps']:,.0f} sent/s", f"raw ORT session (batch {config.batch_size})",
-         f"{r['raw_ort_sps']:,.0f} sent/s", r["embedder_sps"] / r["raw_ort_sps"]),
-    ]
-    out = [f"{'measure':36} {'Ripple':>16}   {'baseline (same run)':34} {'value':>16} {'ratio':>7}", "-" * 114]
-    out += [f"{a:36} {b:>16}   {c:34} {d:>16} {e:7.2f}" for a, b, c, d, e in rows]
-    out.append(f"while draining: {r['worker_events_seen']:,} events applied, {r['worker_recs_per_s']:,.0f} recommendations/s "
-               f"published (per-user rate limit)")
-    out.append(f"event→recommendation latency at {config.rate:,.0f} ev/s offered: p50 {r['latency_p50_ms']:.1f} ms, "
-               f"p99 {r['latency_p99_ms']:.1f} ms ({r['latency_received']}/{r['latency_events']} answered); "
-               f"ONNX provider {r['onnx_provider']}")
+    out = [f"{'measure':40} {'Ripple':>16}   {'baseline (same run)':34} {'value':>16} {'ratio':>7}", "-" * 118]
+    for engine, e in r["engines"].items():
+        rows = [
+            (f"worker throughput, {engine} engine", f"{e['worker_eps']:,.0f} ev/s", "raw aiokafka pass-through",
+             f"{r['passthrough_eps']:,.0f} ev/s", e["worker_eps"] / r["passthrough_eps"]),
+            ("", "", "bare Faust agent (decode → send)", f"{r['faust_eps']:,.0f} ev/s", e["worker_eps"] / r["faust_eps"]),
+            ("", "", "bare Faust agent + table write", f"{r['faust_table_eps']:,.0f} ev/s",
+             e["worker_eps"] / r["faust_table_eps"]),
+            ("", "", "  the same, take_events(256)", f"{r['faust_batch_eps']:,.0f} ev/s",
+             e["worker_eps"] / r["faust_batch_eps"]),
+            (f"pipeline post embedding ({engine} run)", f"{e['pipeline_embed_sps']:,.0f} sent/s",
+             f"raw ORT session (batch {config.batch_size})", f"{r['raw_ort_sps']:,.0f} sent/s",
+             e["pipeline_embed_sps"] / r["raw_ort_sps"]),
+        ]
+        out += [f"{a:40} {b:>16}   {c:34} {d:>16} {x:7.2f}" for a, b, c, d, x in rows]
+    out.append(f"{'OnnxEmbedder.embed (tokenise+run)':40} {r['embedder_sps']:>11,.0f} sent/s   "
+               f"{'raw ORT session (batch ' + str(config.batch_size) + ')':34} {r['raw_ort_sps']:>11,.0f} sent/s "
+               f"{r['embedder_sps'] / r['raw_ort_sps']:7.2f}")
+    for engine, e in r["engines"].items():
+        out.append(f"{engine} engine: while draining, {e['worker_events_seen']:,} events applied and "
+                   f"{e['worker_recs_per_s']:,.0f} recommendations/s published (per-user rate limit); "
+                   f"event→recommendation latency at {config.rate:,.0f} ev/s offered: p50 {e['latency_p50_ms']:.1f} ms, "
+                   f"p99 {e['latency_p99_ms']:.1f} ms ({e['latency_received']}/{e['latency_events']} answered)")
+    out.append(f"ONNX provider {r['onnx_provider']}")
     return "\n".join(out)

@@ -18,7 +18,8 @@ import faust
 
 def build(broker: str, app_id: str, src: str, dst: str, *, table: bool, batch: int = 0) -> faust.App:
     app = faust.App(app_id, broker=[f"kafka://{b.strip()}" for b in broker.split(",")], store="memory://",
-                    web_enabled=False, key_serializer="raw", value_serializer="json", topic_partitions=4)
+                    web_enabled=False, key_serializer="raw", value_serializer="json", topic_partitions=4,
+                    producer_linger=0.05)  # the worker's default (RIPPLE_PRODUCER_LINGER_S): batches the sends
     source = app.topic(src, value_type=bytes, value_serializer="raw")
     sink = app.topic(dst, value_serializer="raw")
     state = app.Table("state", default=None, key_type=str) if table else None  # JSON values

@@ -69,8 +69,9 @@ def latest_for(bootstrap, topic, expected: dict[str, int], timeout_s=90.0) -> di
     return latest
 
 
-def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_factory):
-    settings, worker = worker_factory()
+@pytest.mark.parametrize("engine", ["faust", "batch"])
+def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_factory, engine):
+    settings, worker = worker_factory(engage_engine=engine)
     t = settings.topic
     asyncio.run(produce(bootstrap, scripted_posts(), settings.topic_prefix))
     bad = asyncio.run(send_raw(bootstrap, t("likes"), b"u1", b'{"schema_version": 1, "user_id": "u1"'))
@@ -100,7 +101,7 @@ def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_fac
 
     # restart: a new worker process of the same app recovers profiles and catalog from changelogs
     assert stop_worker(worker) == 0
-    worker_factory(app_id=settings.app_id)
+    worker_factory(app_id=settings.app_id, engage_engine=engine)
     asyncio.run(produce(bootstrap, [engagement("likes", "u1", "r4")], settings.topic_prefix))
     latest = latest_for(bootstrap, t("recommendations"), {"u1": 4}, timeout_s=120)
     after = [i["post_id"] for i in latest["u1"]["items"]]
