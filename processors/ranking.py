@@ -133,7 +133,7 @@ def recommend_detailed(
     score = (config.w_similarity * feats["similarity"] + config.w_factors * mf + config.w_coengagement * co
              + config.w_freshness * feats["freshness"] + config.w_popularity * feats["popularity"]
              + config.w_affinity * aff)
-    chosen = _diversify(score, view.embeddings[cand], authors, k, config)
+    chosen = _diversify(score, view.embeddings, cand, authors, k, config)
     items = [Recommendation(ids[j], authors[j], float(score[j]),
                             {name: float(f[j]) for name, f in feats.items()}) for j in chosen]
     return RecResult(items, missing)
@@ -205,8 +205,10 @@ def _top(x: np.ndarray, m: int) -> np.ndarray:
     return np.argpartition(-x, m)[:m]
 
 
-def _diversify(score: np.ndarray, emb: np.ndarray, authors: list[str], k: int, config: RankConfig) -> list[int]:
-    """Greedy MMR: trade score against similarity to what is already picked; cap posts per author."""
+def _diversify(score: np.ndarray, emb: np.ndarray, cand: np.ndarray, authors: Sequence[str], k: int,
+               config: RankConfig) -> list[int]:
+    """Greedy MMR: trade score against similarity to what is already picked; cap posts per author.
+    ``score`` and ``authors`` are per candidate; candidate ``j``'s embedding is ``emb[cand[j]]``."""
     order = np.argsort(-score)[: max(k * 5, 50)]
     picked: list[int] = []
     per_author: dict[str, int] = {}
@@ -219,7 +221,7 @@ def _diversify(score: np.ndarray, emb: np.ndarray, authors: list[str], k: int, c
                 if len(picked) == k:
                     break
         return picked
-    sub = emb[order]
+    sub = emb[cand[order]]  # only the shortlist's rows are copied
     base = lam * score[order]
     penalty = np.zeros(len(order))  # max(0, highest similarity to a picked post)
     alive = np.ones(len(order), dtype=bool)

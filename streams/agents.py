@@ -57,13 +57,14 @@ def register(rt: Runtime) -> None:
     if s.engage_engine == "batch":  # engagements consumed in aiokafka batches, outside Faust's streams
         from streams import engage_batch
 
-        engage_batch.register(rt)
+        engine_lags = engage_batch.register(rt).lags
     else:
         _register_engage(rt)
+        engine_lags = None
 
     @app.timer(interval=5.0, name="sample_consumer_lag")
     async def sample_consumer_lag():
-        await metrics.sample_lag(app, rename=rt.logical)
+        await metrics.sample_lag(app, rename=rt.logical, extra=engine_lags)
 
     if rt.replies is not None:
         _register_replies(rt)

@@ -68,6 +68,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.batches = 0
+        self.committed: dict[TopicPartition, int] = {}  # next offset to read, as committed
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -180,9 +181,23 @@ class EngagementEngine(ConsumerRebalanceListener):
         if futures:
             await asyncio.gather(*futures)
 
+    def lags(self) -> dict[tuple[str, int], int]:
+        """Records behind per owned partition: the end of the partition the consumer last saw
+        (no request) minus the next offset this engine committed; partitions not fetched yet or
+        never committed are left out."""
+        if self.consumer is None:
+            return {}
+        out = {}
+        for tp in self.consumer.assignment():
+            end, done = self.consumer.highwater(tp), self.committed.get(tp)
+            if end is not None and done is not None:
+                out[(tp.topic, tp.partition)] = max(0, end - done)
+        return out
+
     async def _commit(self, offsets: dict) -> None:
         try:
             await self.consumer.commit(offsets)
+            self.committed.update(offsets)
         except KafkaError as exc:  # a rebalance under way: the records are replayed, and replays are no-ops
             log.warning("offset commit failed (%s); the batch will be replayed by the partitions' next owner",
                         type(exc).__name__)
@@ -194,6 +209,8 @@ class EngagementEngine(ConsumerRebalanceListener):
             for user in [u for u, p in self.partition_of.items() if p in gone]:
                 self.profiles.pop(user, None)
                 self.partition_of.pop(user, None)
+            for tp in revoked:
+                self.committed.pop(tp, None)
             for p in gone:
                 for user in self.index.keys(p):
                     self.index.discard(p, user)

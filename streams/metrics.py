@@ -354,15 +354,19 @@ async def consumer_lag(app, topics: Iterable[str] | None = None, *, timeout_s: f
 
 
 async def sample_lag(app, topics: Iterable[str] | None = None, *, timeout_s: float = 5.0,
-                     rename: Callable[[str], str] = lambda topic: topic) -> dict[tuple[str, int], int]:
+                     rename: Callable[[str], str] = lambda topic: topic,
+                     extra: Callable[[], dict[tuple[str, int], int]] | None = None) -> dict[tuple[str, int], int]:
     """Refresh ``ripple_consumer_lag`` from ``app``'s consumer; never raises (call from an ``app.timer``).
 
     ``rename`` maps Kafka topic names to label values (e.g. strips the topic prefix so lag is
     labelled with the same logical names as the other metrics).  Returns the lags published
-    (``{}`` while the consumer is not started or on error).
+    (``{}`` while the consumer is not started or on error).  ``extra()`` adds the lags of a
+    consumer outside Faust (the batch engagement engine's), keyed by Kafka topic name too.
     """
     try:
         lags = await consumer_lag(app, topics, timeout_s=timeout_s)
+        if extra is not None:
+            lags.update(extra())
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a metrics sampler must never take the worker down
