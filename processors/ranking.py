@@ -101,19 +101,67 @@ def recommend_detailed(
     config: RankConfig = RankConfig(),
     co_scores: CoScores | None = None,
 ) -> RecResult:
-    view = catalog.snapshot(now)
-    interest, missing = profile.interest(catalog.lookup, now)
+    """Top-``k`` for one user, with how many of the user's history posts are not embedded yet."""
+    return recommend_many([profile], catalog, now, k, mf_scores, config, co_scores)[0]
+
+
+class _Shared:
+    """The columns every user's ranking at one instant shares: computed once per batch."""
+
+    __slots__ = ("view", "pop", "fresh", "_tops")
+
+    def __init__(self, catalog: PostCatalog, now: float, config: RankConfig):
+        self.view = view = catalog.snapshot(now)
+        pop = np.log1p(view.popularity)
+        self.pop = pop / pop.max() if pop.size and pop.max() > 0 else pop
+        self.fresh = np.exp(-np.maximum(0.0, now - view.created_at) * (math.log(2) / config.freshness_half_life_s))
+        self._tops: dict[int, list[np.ndarray]] = {}
+
+    def top_pools(self, m: int) -> list[np.ndarray]:
+        """The ``m`` most popular and the ``m`` freshest rows."""
+        if m not in self._tops:
+            self._tops[m] = [_top(self.pop, m), _top(self.fresh, m)]
+        return self._tops[m]
+
+
+def recommend_many(
+    profiles: Sequence[UserProfile],
+    catalog: PostCatalog,
+    now: float,
+    k: int = 10,
+    mf_scores: MfScores | None = None,
+    config: RankConfig = RankConfig(),
+    co_scores: CoScores | None = None,
+) -> list[RecResult]:
+    """:func:`recommend_detailed` for several users at the same instant: the catalog snapshot,
+    the popularity and freshness columns and their candidate pools are computed once, and the
+    users' similarities are one matrix product instead of a matrix-vector product each.  Each
+    result equals that user's :func:`recommend_detailed` at ``now``."""
+    shared = _Shared(catalog, now, config)
+    view = shared.view
+    interests = [p.interest(catalog.lookup, now) for p in profiles]
     if len(view) == 0:
-        return RecResult([], missing)
-    sim = view.embeddings @ interest if interest is not None else np.zeros(len(view), dtype=np.float32)
-    pop = np.log1p(view.popularity)
-    pop = pop / pop.max() if pop.max() > 0 else pop
-    fresh = np.exp(-np.maximum(0.0, now - view.created_at) * (math.log(2) / config.freshness_half_life_s))
+        return [RecResult([], missing) for _, missing in interests]
+    known = [j for j, (vec, _) in enumerate(interests) if vec is not None]
+    sims = {}
+    if len(known) == 1:
+        sims[known[0]] = view.embeddings @ interests[known[0]][0]
+    elif known:
+        rows = np.stack([interests[j][0] for j in known]) @ view.embeddings.T  # (users, posts), rows contiguous
+        sims = {j: rows[i] for i, j in enumerate(known)}
+    zero = np.zeros(len(view), dtype=np.float32)
+    return [_rank_one(p, shared, sims.get(j, zero), missing, k, mf_scores, config, co_scores)
+            for j, (p, (_, missing)) in enumerate(zip(profiles, interests))]
+
+
+def _rank_one(profile: UserProfile, shared: _Shared, sim: np.ndarray, missing: int, k: int,
+              mf_scores: MfScores | None, config: RankConfig, co_scores: CoScores | None) -> RecResult:
+    view, pop, fresh = shared.view, shared.pop, shared.fresh
     co_by_id = _coengaged(profile, co_scores, config)
     # co-engagement over every catalog row at once, when the scores can say so (CoScoreVector)
     co_rows = co_by_id.over(view.ids, view.version) if co_by_id and hasattr(co_by_id, "over") else None
 
-    cand, ids, authors = _candidates(profile, view, sim, pop, fresh, co_by_id, config, co_rows)
+    cand, ids, authors = _candidates(profile, view, sim, shared, co_by_id, config, co_rows)
     if cand.size == 0:
         return RecResult([], missing)
     mf = np.zeros(cand.size) if mf_scores is None else np.clip(np.asarray(mf_scores(profile.user_id, ids), dtype=np.float64), 0, 1)
@@ -152,7 +200,7 @@ def _coengaged(profile: UserProfile, co_scores: CoScores | None, config: RankCon
     return co_scores(recent, config.co_decay ** np.arange(len(recent), dtype=np.float64))
 
 
-def _candidates(profile: UserProfile, view, sim, pop, fresh, co_by_id: Mapping[str, float],
+def _candidates(profile: UserProfile, view, sim, shared: _Shared, co_by_id: Mapping[str, float],
                 config: RankConfig, co_rows: np.ndarray | None = None) -> tuple[np.ndarray, CandidateIds, CandidateIds]:
     """Rows worth scoring (nearest, trending, fresh, co-engaged and affinity-author posts, minus
     seen/own) with their post ids and authors (read from the view when asked for)."""
@@ -161,7 +209,7 @@ def _candidates(profile: UserProfile, view, sim, pop, fresh, co_by_id: Mapping[s
         rows = np.arange(n)
     else:
         m = config.per_source
-        pools = [_top(sim, m), _top(pop, m), _top(fresh, m)]
+        pools = [_top(sim, m), *shared.top_pools(m)]
         liked = set(profile.authors) | set(profile.follows)
         if liked:  # the newest rows of liked authors (from the catalog's author index, not a scan)
             by_author = view.rows_of_author

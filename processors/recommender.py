@@ -36,7 +36,7 @@ from processors.catalog import POPULARITY_HALF_LIFE_S, PostCatalog
 from processors.events import SCHEMA_VERSION, Engagement, Follow, Post
 from processors.profiles import ACTION_WEIGHTS, UserProfile
 from processors.protocols import FactorModel, IndexCache, index_of
-from processors.ranking import RankConfig, recommend_detailed
+from processors.ranking import RankConfig, recommend_many
 from processors.throttle import Throttle
 
 MODEL_VERSION = "ripple-hybrid-1"
@@ -345,10 +345,22 @@ class Recommender:
 
     def recommendation(self, profile: UserProfile) -> dict:
         """The recommendations message for ``profile`` (``schemas/recommendation.json``)."""
+        return self.recommendations([profile])[0]
+
+    def recommendations(self, profiles: Sequence[UserProfile]) -> list[dict]:
+        """The messages for several users at once (one catalog snapshot, one similarity matrix
+        product; see :func:`processors.ranking.recommend_many`)."""
         now = self.clock()
         scorer = self.factors.scores if self.factors is not None else None
         co = self.coengagement.scores if self.coengagement is not None else None
-        result = recommend_detailed(profile, self.catalog, now, self.config.k, scorer, self.config.rank, co)
+        out = []
+        for i in range(0, len(profiles), 64):  # bounds the similarity matrix: 64 × catalog size
+            chunk = profiles[i:i + 64]
+            results = recommend_many(chunk, self.catalog, now, self.config.k, scorer, self.config.rank, co)
+            out += [self._message(p, r, now) for p, r in zip(chunk, results)]
+        return out
+
+    def _message(self, profile: UserProfile, result, now: float) -> dict:
         if result.missing:
             self.throttle.retry(profile.user_id)
         return {

@@ -123,7 +123,7 @@ class EngagementEngine(ConsumerRebalanceListener):
                         log.exception("processing failed for %s[%d]@%d", r.topic, r.partition, r.offset)
                         deadletters.append(rt.dead_letter_doc(r, r.value, f"processing error: {type(exc).__name__}: {exc}"[:300]))
             publish.update(u for u in rt.recommender.due() if u in self.profiles)  # deferred ones now allowed
-            sends = [self._recommend(user, dirty) for user in publish]
+            sends = self._recommend([u for u in publish if u in self.profiles], dirty)
             sends += [await self.producer.send(rt.settings.topic("dead-letter"), json.dumps(d).encode()) for d in deadletters]
             await self._delivered(sends)  # outputs first: a saved "published" profile always had its message sent
             changelog = changelog_topic(rt)
@@ -162,17 +162,24 @@ class EngagementEngine(ConsumerRebalanceListener):
                 tombstones.append((old, r.partition))
                 rt.stats["evicted_profiles"] = rt.stats.get("evicted_profiles", 0) + 1
 
-    def _recommend(self, user: str, dirty: dict):
+    def _recommend(self, users: list[str], dirty: dict) -> list:
+        """Score ``users`` together (one similarity matrix product) and queue their messages."""
         rt = self.rt
-        profile = self.profiles[user]
-        profile.published_events = profile.events
-        dirty[user] = self.partition_of.get(user, dirty.get(user, 0))
-        doc = rt.recommender.recommendation(profile)
-        rt.recommender.throttle.settle(user, rt.recommender.clock())
-        rt.stats["recommendations"] += 1
-        metrics.record_recommendation()
-        rt.rec_clock.published(user, "engage")
-        return self.producer.send(rt.settings.topic("recommendations"), json.dumps(doc).encode(), key=user.encode())
+        profiles = [self.profiles[u] for u in users]
+        for profile in profiles:
+            profile.published_events = profile.events
+            dirty[profile.user_id] = self.partition_of.get(profile.user_id, dirty.get(profile.user_id, 0))
+        docs = rt.recommender.recommendations(profiles) if profiles else []
+        now = rt.recommender.clock()
+        topic = rt.settings.topic("recommendations")
+        sends = []
+        for user, doc in zip(users, docs):
+            rt.recommender.throttle.settle(user, now)
+            rt.rec_clock.published(user, "engage")
+            sends.append(self.producer.send(topic, json.dumps(doc).encode(), key=user.encode()))
+        rt.stats["recommendations"] += len(docs)
+        metrics.record_recommendation(len(docs))
+        return sends
 
     async def _delivered(self, sends: list) -> None:
         """Wait until the broker acknowledged every send (``send`` returns a coroutine that

@@ -136,3 +136,29 @@ def test_candidate_rows_give_the_same_scores_as_plain_ids_and_follow_new_posts()
         mf.learn("u", "p8")
         co.learn("p8", ["p0"])
     assert mf.scores("u", ids)[0] != 0.0 and co.scores(["p0"], [1.0]).take(ids)[0] > 0  # p8 now scores
+
+
+def test_recommendations_for_many_users_equal_each_users_own():
+    """The batch path (one snapshot, one similarity matrix product, shared pools) ranks every user
+    as the one-user path does, on a catalog past max_candidates (so the pools are used)."""
+    import random
+
+    rng, r = np.random.default_rng(0), random.Random(1)
+    clock = [1000.0]
+    rec = Recommender(dim=16, factors=ImplicitMF(n_factors=4, seed=2), clock=lambda: clock[0])
+    n_posts = 1300
+    emb = rng.normal(size=(n_posts, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    rec.on_posts([Post(f"p{i}", f"a{i % 40}", "", 900.0 + i * 0.05) for i in range(n_posts)], emb)
+    profiles = {}
+    for _ in range(3000):
+        u = f"u{r.randrange(60)}"
+        p = profiles.setdefault(u, UserProfile(u))
+        rec.on_engagement(Engagement("like", u, f"p{r.randrange(n_posts)}", 990.0), p)
+    users = [*profiles.values(), UserProfile("newcomer")]  # one with no history: no interest vector
+    together = rec.recommendations(users)
+    for profile, doc in zip(users, together):
+        alone = rec.recommendation(profile)
+        assert [i["post_id"] for i in doc["items"]] == [i["post_id"] for i in alone["items"]], profile.user_id
+        np.testing.assert_allclose([i["score"] for i in doc["items"]], [i["score"] for i in alone["items"]], atol=1e-4)
+    assert all(len(d["items"]) == 10 for d in together)
