@@ -69,6 +69,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.producer: AIOKafkaProducer | None = None
         self.batches = 0
         self.committed: dict[TopicPartition, int] = {}  # next offset to read, as committed
+        self.ready: set[int] = set()  # partitions whose profiles have been read back
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -106,6 +107,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         publish: set[str] = set()
         deadletters: list[dict] = []
         tombstones: list[tuple[str, int]] = []
+        batch = self._restored_only(batch)
         with metrics.observe_latency("engage"):
             now = time.time()
             for tp, records in batch.items():
@@ -134,6 +136,22 @@ class EngagementEngine(ConsumerRebalanceListener):
         if batch:
             await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items() if records})
             self.batches += 1
+
+    def _restored_only(self, batch: dict) -> dict:
+        """The records of partitions whose profiles are restored.  aiokafka may hand out records
+        of a newly assigned partition before ``on_partitions_assigned`` has read its profiles back;
+        folding them into empty profiles would publish and save a state without the user's
+        history.  They are fetched again (seek back) and not committed."""
+        out = {}
+        for tp, records in batch.items():
+            if tp.partition in self.ready:
+                out[tp] = records
+            elif records:
+                try:
+                    self.consumer.seek(tp, records[0].offset)
+                except Exception:  # no longer assigned: its next owner reads it from the committed offset
+                    pass
+        return out
 
     def _fold_one(self, ev, r, dirty: dict, publish: set, tombstones: list, now: float) -> None:
         rt = self.rt
@@ -218,12 +236,17 @@ class EngagementEngine(ConsumerRebalanceListener):
                 self.partition_of.pop(user, None)
             for tp in revoked:
                 self.committed.pop(tp, None)
+            self.ready -= gone
             for p in gone:
                 for user in self.index.keys(p):
                     self.index.discard(p, user)
 
     async def on_partitions_assigned(self, assigned) -> None:
-        parts = sorted({tp.partition for tp in assigned} - set(self.partition_of.values()))
+        async with self.lock:  # no batch is folded while profiles are being read back
+            await self._assign({tp.partition for tp in assigned})
+
+    async def _assign(self, partitions: set[int]) -> None:
+        parts = sorted(partitions - self.ready)
         if not parts:
             return
         t0 = time.perf_counter()
@@ -236,6 +259,7 @@ class EngagementEngine(ConsumerRebalanceListener):
             self.profiles[profile.user_id] = profile
             self.partition_of[profile.user_id] = part
             self.index.touch(part, profile.user_id, now)
+        self.ready.update(parts)
         owed = self.rt.recommender.resume(p for p in restored if p.user_id in self.profiles)
         log.info("engage: restored %d profiles of partitions %s in %.1f s; %d owed a recommendation",
                  len(restored), parts, time.perf_counter() - t0, owed)
