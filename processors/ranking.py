@@ -170,9 +170,7 @@ def _rank_one(profile: UserProfile, shared: _Shared, sim: np.ndarray, missing: i
         co = co_rows[cand]
     elif not co_by_id:
         co = np.zeros(cand.size)
-    elif hasattr(co_by_id, "take"):  # processors.recommender.CoScoreVector: one gather
-        co = co_by_id.take(ids)
-    else:
+    else:  # a plain mapping (CoScoreVector answers ``over`` above)
         co = np.array([co_by_id.get(i, 0.0) for i in ids])
     if co.size and co.max() > 0:
         co /= co.max()
@@ -218,9 +216,8 @@ def _candidates(profile: UserProfile, view, sim, shared: _Shared, co_by_id: Mapp
         if co_rows is not None:  # the best co-engaged catalog rows
             positive = np.flatnonzero(co_rows > 0)
             pools.append(positive if positive.size <= m else positive[np.argpartition(-co_rows[positive], m)[:m]])
-        elif co_by_id:
-            best = set(co_by_id.top(m) if hasattr(co_by_id, "top")
-                       else sorted(co_by_id, key=co_by_id.__getitem__, reverse=True)[:m])
+        elif co_by_id:  # a plain mapping
+            best = sorted(co_by_id, key=co_by_id.__getitem__, reverse=True)[:m]
             row_of = view.row_of
             pools.append(np.array(sorted(row_of[p] for p in best if p in row_of and row_of[p] < n), dtype=np.int64))
         chosen = np.zeros(n, dtype=bool)

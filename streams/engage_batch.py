@@ -125,13 +125,13 @@ class EngagementEngine(ConsumerRebalanceListener):
                         log.exception("processing failed for %s[%d]@%d", r.topic, r.partition, r.offset)
                         deadletters.append(rt.dead_letter_doc(r, r.value, f"processing error: {type(exc).__name__}: {exc}"[:300]))
             publish.update(u for u in rt.recommender.due() if u in self.profiles)  # deferred ones now allowed
-            sends = self._recommend([u for u in publish if u in self.profiles], dirty)
-            sends += [await self.producer.send(rt.settings.topic("dead-letter"), json.dumps(d).encode()) for d in deadletters]
+            sends = self._recommend(list(publish), dirty)
+            sends += [self.producer.send(rt.settings.topic("dead-letter"), json.dumps(d).encode()) for d in deadletters]
             await self._delivered(sends)  # outputs first: a saved "published" profile always had its message sent
             changelog = changelog_topic(rt)
-            saves = [await self.producer.send(changelog, json.dumps(self.profiles[u].to_dict()).encode(),
-                                              key=u.encode(), partition=p) for u, p in dirty.items() if u in self.profiles]
-            saves += [await self.producer.send(changelog, None, key=u.encode(), partition=p) for u, p in tombstones]
+            saves = [self.producer.send(changelog, json.dumps(self.profiles[u].to_dict()).encode(), key=u.encode(),
+                                        partition=p) for u, p in dirty.items()]
+            saves += [self.producer.send(changelog, None, key=u.encode(), partition=p) for u, p in tombstones]
             await self._delivered(saves)
         if batch:
             await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items() if records})
@@ -186,7 +186,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         profiles = [self.profiles[u] for u in users]
         for profile in profiles:
             profile.published_events = profile.events
-            dirty[profile.user_id] = self.partition_of.get(profile.user_id, dirty.get(profile.user_id, 0))
+            dirty[profile.user_id] = self.partition_of[profile.user_id]
         docs = rt.recommender.recommendations(profiles) if profiles else []
         now = rt.recommender.clock()
         topic = rt.settings.topic("recommendations")
@@ -200,9 +200,9 @@ class EngagementEngine(ConsumerRebalanceListener):
         return sends
 
     async def _delivered(self, sends: list) -> None:
-        """Wait until the broker acknowledged every send (``send`` returns a coroutine that
-        enqueues and then a future for the acknowledgement)."""
-        futures = [await s if asyncio.iscoroutine(s) else s for s in sends]
+        """Enqueue ``sends`` (``producer.send`` coroutines) in order, then wait until the broker
+        acknowledged every one (each enqueue returns a future for its acknowledgement)."""
+        futures = [await s for s in sends]
         if futures:
             await asyncio.gather(*futures)
 
