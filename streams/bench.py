@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -173,13 +174,15 @@ async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streams.faust_baseline", bootstrap, f"bench-faust-{tag}", src, dst,
-                                 *(["--table"] if table else []), "--batch", str(batch)],
+                                 *(["--table"] if table else []), "--batch", str(batch),
+                                 "--datadir", str(log_path.parent / f"faust-{tag}")],
                                 stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
         got = await _read_until(bootstrap, dst, lambda rs: len(rs) >= n or proc.poll() is not None, timeout_s)
     finally:
         stop_worker(proc)
+        shutil.rmtree(log_path.parent / f"faust-{tag}", ignore_errors=True)
     return _rate(len(got), _span([r.timestamp for r in got])) if len(got) >= n else float("nan")
 
 

@@ -16,8 +16,10 @@ import logging
 import faust
 
 
-def build(broker: str, app_id: str, src: str, dst: str, *, table: bool, batch: int = 0) -> faust.App:
+def build(broker: str, app_id: str, src: str, dst: str, *, table: bool, batch: int = 0,
+          datadir: str | None = None) -> faust.App:
     app = faust.App(app_id, broker=[f"kafka://{b.strip()}" for b in broker.split(",")], store="memory://",
+                    datadir=datadir or f"{app_id}-data",
                     web_enabled=False, key_serializer="raw", value_serializer="json", topic_partitions=4,
                     producer_linger=0.05)  # the worker's default (RIPPLE_PRODUCER_LINGER_S): batches the sends
     source = app.topic(src, value_type=bytes, value_serializer="raw")
@@ -55,9 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", action="store_true", help="write each event to a changelog-backed table")
     parser.add_argument("--batch", type=int, default=0, metavar="N",
                         help="take events in micro-batches of up to N (stream.take_events) instead of one at a time")
+    parser.add_argument("--datadir", metavar="DIR", help="Faust's data directory (default: ./APP_ID-data)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    app = build(args.broker, args.app_id, args.src, args.dst, table=args.table, batch=args.batch)
+    app = build(args.broker, args.app_id, args.src, args.dst, table=args.table, batch=args.batch,
+                datadir=args.datadir)
     faust.Worker(app, loglevel="warning").execute_from_commandline()
 
 
