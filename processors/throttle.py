@@ -61,6 +61,24 @@ class Throttle:
         self._pending.pop(user, None)
         self._sent(user, now)
 
+    def requeue(self, users: list[str], now: float) -> None:
+        """``users`` were allowed a message (``offer`` or ``due``) but not sent one (no time left
+        in this batch): they are owed one, due at once and ahead of every other pending user, in
+        the given order.
+
+        >>> t = Throttle(min_interval_s=1.0)
+        >>> t.offer("a", now=0.0), t.offer("b", now=0.0), t.offer("c", now=0.0)
+        (True, True, True)
+        >>> t.offer("a", now=0.5); t.requeue(["b", "c"], now=0.5); t.due(now=0.6)
+        False
+        ['b', 'c']
+        """
+        for user in reversed(users):
+            self._retries.setdefault(user, self.max_retries)
+            self._last[user] = now - self.min_interval_s
+            self._pending[user] = None
+            self._pending.move_to_end(user, last=False)
+
     def due(self, now: float) -> list[str]:
         """Pending users whose interval has passed; they are marked as sent."""
         ready = [u for u in self._pending if now - self._last.get(u, float("-inf")) >= self.min_interval_s]

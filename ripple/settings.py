@@ -37,6 +37,9 @@ class Settings(BaseSettings):
         "'batch' (an aiokafka consumer in getmany batches, several times faster; at-least-once only, see "
         "streams/engage_batch.py).")
     engage_batch_max: int = Field(2000, ge=1, description="Most records per batch of the 'batch' engagement engine.")
+    engage_rec_budget_s: float = Field(
+        0.1, ge=0, description="Most seconds the 'batch' engagement engine spends scoring recommendations per batch; "
+        "users left over are scored first in the next batch, with their newest state (0: no limit).")
     session_timeout_s: float = Field(60.0, ge=1, description="Consumer group session timeout: a silent worker's "
                                      "partitions move after this long.")
 

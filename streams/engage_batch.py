@@ -8,17 +8,21 @@ worker (an ``app.task``), next to the Faust agents that embed posts and suggest 
 shares their catalog and models.
 
 Per batch: decode and :func:`processors.folding.fold` every record into its user's profile (kept
-in memory as objects); publish the recommendations the throttle allows (one per user per batch,
-with the user's newest state) and the dead letters; wait until the broker has them; then write
-each changed profile once to the profiles changelog (compacted, partition = input partition);
-wait for those; commit the input offsets.  A crash anywhere replays the uncommitted records, and
-the positions stored in each profile make a replayed record a no-op: profile state is applied
+in memory as objects); score the users the throttle allows (one message per user per batch, with
+the user's newest state; users owed from earlier batches first) for at most
+``engage_rec_budget_s`` (the rest are owed and come first next time, so a backlog is folded
+rather than queued behind scoring); enqueue those messages and the dead letters.  The batch then
+*finishes* in the background while the next one is folded: wait until the broker has its
+messages, write each changed profile once to the profiles changelog (compacted, partition =
+input partition), wait for those, commit the input offsets.  Batches finish in order, and at
+most two are unfinished at a time.  A crash anywhere replays the uncommitted records, and the
+positions stored in each profile make a replayed record a no-op: profile state is applied
 exactly once, recommendations at least once.  Kafka transactions are not used, so
 ``exactly_once`` is refused with this engine.
 
 State: on assignment, the assigned partitions' profiles are read back from the changelog (the
 same ``<app_id>-profiles-changelog`` the Faust table uses, so switching engines keeps state); on
-revocation the in-flight batch finishes and commits first (the same lock), then those profiles
+revocation the unfinished batches finish and commit first (the same lock), then those profiles
 are dropped.  The engagement topics are assigned with the range assignor, so one worker owns a
 partition number of every engagement topic, as the profiles are keyed.
 """
@@ -70,6 +74,8 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.batches = 0
         self.committed: dict[TopicPartition, int] = {}  # next offset to read, as committed
         self.ready: set[int] = set()  # partitions whose profiles have been read back
+        self.finishing: asyncio.Future | None = None  # the newest batch's _finish (each awaits the one before)
+        self.before: asyncio.Future | None = None  # the _finish of the batch before it
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -96,20 +102,29 @@ class EngagementEngine(ConsumerRebalanceListener):
                     await self.process(batch)
         finally:
             try:
-                await self.consumer.stop()  # leaves the group; everything processed was committed
+                await self.settled()  # the last batches' outputs, profiles and offsets
             finally:
-                await self.producer.stop()
+                try:
+                    await self.consumer.stop()  # leaves the group; everything processed was committed
+                finally:
+                    await self.producer.stop()
 
     # -- one batch ---------------------------------------------------------------------
     async def process(self, batch: dict) -> None:
+        """Fold ``batch``, score and enqueue its messages, then leave the rest to :meth:`_finish`
+        in the background: the next batch is folded and scored while the broker acknowledges
+        this one.  Batches finish in order, so each step below still waits for the one before."""
         rt = self.rt
+        if self.finishing is not None and self.finishing.done():
+            self.finishing.result()  # a failed finish (the broker refused our writes) stops the engine
         dirty: dict[str, int] = {}  # user → partition of profiles changed in this batch
-        publish: set[str] = set()
+        publish: dict[str, None] = {}  # users to score, in order: owed from earlier batches first
         deadletters: list[dict] = []
         tombstones: list[tuple[str, int]] = []
         batch = self._restored_only(batch)
         with metrics.observe_latency("engage"):
             now = time.time()
+            publish.update(dict.fromkeys(u for u in rt.recommender.due() if u in self.profiles))
             for tp, records in batch.items():
                 topic = rt.logical(tp.topic)
                 for r in records:
@@ -124,18 +139,40 @@ class EngagementEngine(ConsumerRebalanceListener):
                     except Exception as exc:  # never crash the worker on one event
                         log.exception("processing failed for %s[%d]@%d", r.topic, r.partition, r.offset)
                         deadletters.append(rt.dead_letter_doc(r, r.value, f"processing error: {type(exc).__name__}: {exc}"[:300]))
-            publish.update(u for u in rt.recommender.due() if u in self.profiles)  # deferred ones now allowed
             sends = self._recommend(list(publish), dirty)
             sends += [self.producer.send(rt.settings.topic("dead-letter"), json.dumps(d).encode()) for d in deadletters]
-            await self._delivered(sends)  # outputs first: a saved "published" profile always had its message sent
-            changelog = changelog_topic(rt)
-            saves = [self.producer.send(changelog, json.dumps(self.profiles[u].to_dict()).encode(), key=u.encode(),
-                                        partition=p) for u, p in dirty.items()]
-            saves += [self.producer.send(changelog, None, key=u.encode(), partition=p) for u, p in tombstones]
-            await self._delivered(saves)
-        if batch:
-            await self._commit({tp: records[-1].offset + 1 for tp, records in batch.items() if records})
-            self.batches += 1
+            outputs = [await send for send in sends]  # enqueued in order; each is a future for its acknowledgement
+            # the profiles as they are now (the next batch changes them while this one finishes)
+            saves = [(u.encode(), json.dumps(self.profiles[u].to_dict()).encode(), p) for u, p in dirty.items()]
+            saves += [(u.encode(), None, p) for u, p in tombstones]
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        if outputs or saves or offsets:
+            if self.finishing is not None and self.before is not None and not self.before.done():
+                await asyncio.wait([self.before])  # at most two batches unfinished: the broker sets the pace
+            self.before = self.finishing
+            self.finishing = asyncio.ensure_future(self._finish(self.finishing, outputs, saves, offsets))
+        self.batches += bool(batch)
+
+    async def _finish(self, previous: asyncio.Future | None, outputs: list, saves: list, offsets: dict) -> None:
+        """After the batch before it: wait until the broker has this batch's messages, then write
+        its profiles to the changelog, wait for those, and commit its offsets.  A saved
+        "published" profile therefore always had its message sent, and a committed offset always
+        had its profile saved."""
+        if previous is not None:
+            await previous
+        if outputs:
+            await asyncio.gather(*outputs)
+        changelog = changelog_topic(self.rt)
+        acks = [await self.producer.send(changelog, value, key=key, partition=p) for key, value, p in saves]
+        if acks:
+            await asyncio.gather(*acks)
+        if offsets:
+            await self._commit(offsets)
+
+    async def settled(self) -> None:
+        """Wait until every processed batch has finished (outputs, profiles and offsets written)."""
+        if self.finishing is not None:
+            await self.finishing
 
     def _restored_only(self, batch: dict) -> dict:
         """The records of partitions whose profiles are restored.  aiokafka may hand out records
@@ -171,40 +208,43 @@ class EngagementEngine(ConsumerRebalanceListener):
         dirty[user] = r.partition
         rt.rec_clock.saw(user, (r.timestamp / 1000.0) or now)
         if done.due_now:
-            publish.add(user)
+            publish[user] = None
         for old in self.index.touch(r.partition, user, now):
             if old != user and self.profiles.pop(old, None) is not None:
                 self.partition_of.pop(old, None)
                 dirty.pop(old, None)
-                publish.discard(old)
+                publish.pop(old, None)
                 tombstones.append((old, r.partition))
                 rt.stats["evicted_profiles"] = rt.stats.get("evicted_profiles", 0) + 1
 
     def _recommend(self, users: list[str], dirty: dict) -> list:
-        """Score ``users`` together (one similarity matrix product) and queue their messages."""
+        """Score ``users`` in order, 64 at a time (one similarity matrix product each), until the
+        per-batch budget (``engage_rec_budget_s``) is spent; queue their messages.  Users left
+        over are owed a message and come first in the next batch, with their newest state."""
         rt = self.rt
-        profiles = [self.profiles[u] for u in users]
-        for profile in profiles:
-            profile.published_events = profile.events
-            dirty[profile.user_id] = self.partition_of[profile.user_id]
-        docs = rt.recommender.recommendations(profiles) if profiles else []
-        now = rt.recommender.clock()
+        budget = rt.settings.engage_rec_budget_s
+        t0 = time.perf_counter()
         topic = rt.settings.topic("recommendations")
         sends = []
-        for user, doc in zip(users, docs):
-            rt.recommender.throttle.settle(user, now)
-            rt.rec_clock.published(user, "engage")
-            sends.append(self.producer.send(topic, json.dumps(doc).encode(), key=user.encode()))
-        rt.stats["recommendations"] += len(docs)
-        metrics.record_recommendation(len(docs))
+        for i in range(0, len(users), 64):
+            if budget and i and time.perf_counter() - t0 > budget:
+                rt.recommender.throttle.requeue(users[i:], rt.recommender.clock())
+                metrics.record_recommendations_deferred(len(users) - i)
+                break
+            chunk = users[i:i + 64]
+            profiles = [self.profiles[u] for u in chunk]
+            for profile in profiles:
+                profile.published_events = profile.events
+                dirty[profile.user_id] = self.partition_of[profile.user_id]
+            docs = rt.recommender.recommendations(profiles)
+            now = rt.recommender.clock()
+            for user, doc in zip(chunk, docs):
+                rt.recommender.throttle.settle(user, now)
+                rt.rec_clock.published(user, "engage")
+                sends.append(self.producer.send(topic, json.dumps(doc).encode(), key=user.encode()))
+            rt.stats["recommendations"] += len(docs)
+            metrics.record_recommendation(len(docs))
         return sends
-
-    async def _delivered(self, sends: list) -> None:
-        """Enqueue ``sends`` (``producer.send`` coroutines) in order, then wait until the broker
-        acknowledged every one (each enqueue returns a future for its acknowledgement)."""
-        futures = [await s for s in sends]
-        if futures:
-            await asyncio.gather(*futures)
 
     def lags(self) -> dict[tuple[str, int], int]:
         """Records behind per owned partition: the end of the partition the consumer last saw
@@ -230,6 +270,7 @@ class EngagementEngine(ConsumerRebalanceListener):
     # -- rebalancing -------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked) -> None:
         async with self.lock:  # the batch in flight finishes and commits first
+            await self.settled()
             gone = {tp.partition for tp in revoked}
             for user in [u for u, p in self.partition_of.items() if p in gone]:
                 self.profiles.pop(user, None)

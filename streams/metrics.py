@@ -113,6 +113,9 @@ EVENT_TO_RECOMMENDATION_SECONDS = Histogram(
     ["agent"], buckets=END_TO_END_BUCKETS, registry=REGISTRY)
 RECOMMENDATIONS_PUBLISHED = Counter(
     "ripple_recommendations_published", "Recommendation messages published.", registry=REGISTRY)
+RECOMMENDATIONS_DEFERRED = Counter(
+    "ripple_recommendations_deferred", "Recommendations the batch engine put off to its next batch because the "
+    "batch's scoring budget was spent.", registry=REGISTRY)
 SUGGESTIONS_PUBLISHED = Counter(
     "ripple_suggestions_published", "Suggested-replies messages published.", registry=REGISTRY)
 MODEL_UPDATES = Counter(
@@ -135,7 +138,7 @@ REBALANCES = Counter(
 
 #: every Ripple metric, for tests and docs (the ``ripple_faust_*`` ones belong to Faust)
 ALL_METRICS = (EVENTS_CONSUMED, DEAD_LETTERS, PROCESSING_SECONDS, EVENT_TO_RECOMMENDATION_SECONDS,
-               RECOMMENDATIONS_PUBLISHED, SUGGESTIONS_PUBLISHED, MODEL_UPDATES, ONNX_BATCH_SIZE,
+               RECOMMENDATIONS_PUBLISHED, RECOMMENDATIONS_DEFERRED, SUGGESTIONS_PUBLISHED, MODEL_UPDATES, ONNX_BATCH_SIZE,
                ONNX_INFERENCE_SECONDS, EMBEDDING_QUEUE_DEPTH, CONSUMER_LAG, REBALANCES)
 
 # Zero-initialise the fixed label combinations so rate()/increase() see the first event.
@@ -245,6 +248,11 @@ class RecommendationClock:
 def record_recommendation(n: int = 1) -> None:
     """Count published recommendation messages."""
     RECOMMENDATIONS_PUBLISHED.inc(n)
+
+
+def record_recommendations_deferred(n: int) -> None:
+    """Count recommendations put off to the next batch (the batch engine's scoring budget)."""
+    RECOMMENDATIONS_DEFERRED.inc(n)
 
 
 def record_suggestion(n: int = 1) -> None:

@@ -47,7 +47,9 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ("{{kind}}", f"sum by (kind) (rate(ripple_events_consumed_total[{WINDOW}]))"),)),
         Panel("Recommendations and suggestions published", "ops", (
             ("recommendations", f"sum(rate(ripple_recommendations_published_total[{WINDOW}]))"),
-            ("suggested replies", f"sum(rate(ripple_suggestions_published_total[{WINDOW}]))"))),
+            ("suggested replies", f"sum(rate(ripple_suggestions_published_total[{WINDOW}]))"),
+            ("recommendations put off (batch engine budget)",
+             f"sum(rate(ripple_recommendations_deferred_total[{WINDOW}]))"))),
         Panel("Workers up", "short", (
             ("workers up", 'sum(up{job="ripple-worker"})'),
             ("rebalances (15m)", "sum(increase(ripple_rebalances_total[15m]))"))),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +19,26 @@ from streams.worker import ensure_topics
 @pytest.fixture(scope="session")
 def ripple_home() -> Path:
     return Path(os.environ.get("RIPPLE_HOME", Path.home() / ".cache" / "ripple"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def metrics_port(monkeypatch) -> int:
+    """A free loopback port for the worker's /metrics.
+
+    ``ripple.demo.start_worker`` forwards only some settings to the worker subprocess, but it copies
+    ``os.environ``: so the port goes through the environment (a ``worker_factory(metrics_port=...)``
+    override alone would not reach the worker).
+    """
+    port = free_port()
+    monkeypatch.setenv("RIPPLE_METRICS_PORT", str(port))
+    monkeypatch.setenv("RIPPLE_METRICS_HOST", "127.0.0.1")
+    return port
 
 
 @pytest.fixture(scope="session")

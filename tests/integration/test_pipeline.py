@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -107,6 +108,33 @@ def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_fac
     after = [i["post_id"] for i in latest["u1"]["items"]]
     assert not {"r1", "r2", "r3", "r4", "own"} & set(after), after  # seen set survived the restart
     assert after[0] in {"r5", "r6"}, after  # interest needs the recovered post embeddings
+
+
+def _metric(port: int, name: str) -> float:
+    """The value of an unlabelled metric on the worker's /metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    values = [float(line.split()[1]) for line in text.splitlines() if line.startswith(name + " ")]
+    assert values, f"{name} is not exported"
+    return values[0]
+
+
+def test_batch_engine_scoring_budget_puts_users_off_and_catches_up(bootstrap, worker_factory, metrics_port):
+    """With a scoring budget spent by the first 64 users of a batch, the rest are put off to the
+    next batches (and counted), yet every user still gets a recommendation with their newest state."""
+    settings, worker = worker_factory(engage_engine="batch", engage_rec_budget_s=1e-6)
+    asyncio.run(produce(bootstrap, scripted_posts(), settings.topic_prefix))
+    asyncio.run(produce(bootstrap, [engagement("likes", "warm", "r1")], settings.topic_prefix))
+    latest_for(bootstrap, settings.topic("recommendations"), {"warm": 1})  # the posts are embedded
+    assert _metric(metrics_port, "ripple_recommendations_deferred_total") == 0
+    assert stop_worker(worker) == 0
+    # written while no worker runs: the restarted worker reads them in a few large batches
+    users = {f"b{i}": 2 for i in range(200)}
+    asyncio.run(produce(bootstrap, [engagement("likes", u, p) for u in users for p in ("r2", "c1")],
+                        settings.topic_prefix))
+    worker_factory(app_id=settings.app_id, engage_engine="batch", engage_rec_budget_s=1e-6)
+    latest = latest_for(bootstrap, settings.topic("recommendations"), users, timeout_s=120)
+    assert all(latest[u]["items"] for u in users)
+    assert _metric(metrics_port, "ripple_recommendations_deferred_total") > 0, "the budget never put anyone off"
 
 
 def test_suggested_replies_reach_the_recipient(bootstrap, worker_factory):

@@ -186,20 +186,6 @@ async def _traffic(bootstrap: str, prefix: str, stream, seconds: float) -> None:
 
 # --- fixtures ----------------------------------------------------------------------------------
 @pytest.fixture
-def metrics_port(monkeypatch) -> int:
-    """A free loopback port for the worker's /metrics.
-
-    ``ripple.demo.start_worker`` forwards only some settings to the worker subprocess, but it copies
-    ``os.environ``: so the port goes through the environment (a ``worker_factory(metrics_port=...)``
-    override alone would not reach the worker).
-    """
-    port = _free_port()
-    monkeypatch.setenv("RIPPLE_METRICS_PORT", str(port))
-    monkeypatch.setenv("RIPPLE_METRICS_HOST", "127.0.0.1")
-    return port
-
-
-@pytest.fixture
 def prometheus(metrics_port, tmp_path):
     """Base URL of a real Prometheus on loopback scraping ``127.0.0.1:<metrics_port>`` every second."""
     binary = require("prometheus")
