@@ -26,7 +26,7 @@ Examples
 from __future__ import annotations
 
 import math
-from itertools import chain
+from itertools import chain, repeat
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -161,27 +161,35 @@ def _rank_one(profile: UserProfile, shared: _Shared, sim: np.ndarray, missing: i
     # co-engagement over every catalog row at once, when the scores can say so (CoScoreVector)
     co_rows = co_by_id.over(view.ids, view.version) if co_by_id and hasattr(co_by_id, "over") else None
 
-    cand, ids, authors = _candidates(profile, view, sim, shared, co_by_id, config, co_rows)
+    liked, liked_aff = _liked_rows(profile, view)
+    cand, ids = _candidates(profile, view, sim, shared, co_by_id, config, co_rows, liked)
     if cand.size == 0:
         return RecResult([], missing)
-    mf = np.zeros(cand.size) if mf_scores is None else np.clip(np.asarray(mf_scores(profile.user_id, ids), dtype=np.float64), 0, 1)
-    aff = _affinity(profile, view)[cand]
+    mf = np.zeros(cand.size) if mf_scores is None else np.asarray(mf_scores(profile.user_id, ids), dtype=np.float64).clip(0, 1)
+    aff = np.zeros(len(view))
+    aff[liked] = liked_aff
+    aff = aff[cand]
     if co_rows is not None:
         co = co_rows[cand]
     elif not co_by_id:
         co = np.zeros(cand.size)
     else:  # a plain mapping (CoScoreVector answers ``over`` above)
         co = np.array([co_by_id.get(i, 0.0) for i in ids])
-    if co.size and co.max() > 0:
-        co /= co.max()
+    if co.size:
+        top = co.max()
+        if top > 0:
+            co /= top
     feats = {"similarity": sim[cand].astype(np.float64), "factors": mf, "coengagement": co,
              "freshness": fresh[cand], "popularity": pop[cand], "affinity": aff}
     score = (config.w_similarity * feats["similarity"] + config.w_factors * mf + config.w_coengagement * co
              + config.w_freshness * feats["freshness"] + config.w_popularity * feats["popularity"]
              + config.w_affinity * aff)
-    chosen = _diversify(score, view.embeddings, cand, authors, k, config)
-    items = [Recommendation(ids[j], authors[j], float(score[j]),
-                            {name: float(f[j]) for name, f in feats.items()}) for j in chosen]
+    chosen = _diversify(score, view.embeddings, cand, view.authors, k, config)
+    # the chosen few's figures: one gather per column (``tolist`` gives the floats ``float(f[j])`` would)
+    at = np.array(chosen, dtype=np.intp)
+    names, cols = tuple(feats), [f[at].tolist() for f in feats.values()]
+    items = [Recommendation(view.ids[r], view.authors[r], float(s), dict(zip(names, map(float, vals))))
+             for r, s, *vals in zip(cand[at].tolist(), score[at].tolist(), *cols)]
     return RecResult(items, missing)
 
 
@@ -199,20 +207,21 @@ def _coengaged(profile: UserProfile, co_scores: CoScores | None, config: RankCon
 
 
 def _candidates(profile: UserProfile, view, sim, shared: _Shared, co_by_id: Mapping[str, float],
-                config: RankConfig, co_rows: np.ndarray | None = None) -> tuple[np.ndarray, CandidateIds, CandidateIds]:
+                config: RankConfig, co_rows: np.ndarray | None = None,
+                liked: np.ndarray | None = None) -> tuple[np.ndarray, CandidateIds]:
     """Rows worth scoring (nearest, trending, fresh, co-engaged and affinity-author posts, minus
-    seen/own) with their post ids and authors (read from the view when asked for)."""
+    seen/own) with their post ids (read from the view when asked for).  ``liked``: the rows of
+    the user's liked and followed authors (:func:`_liked_rows`), if already known."""
     n = len(view)
     if n <= config.max_candidates:
-        rows = np.arange(n)
+        keep = np.ones(n, dtype=bool)
     else:
         m = config.per_source
-        pools = [_top(sim, m), *shared.top_pools(m)]
-        liked = set(profile.authors) | set(profile.follows)
-        if liked:  # the newest rows of liked authors (from the catalog's author index, not a scan)
-            by_author = view.rows_of_author
-            rows_liked = np.fromiter(chain.from_iterable(by_author.get(a, ()) for a in liked), dtype=np.int64)
-            pools.append(np.sort(rows_liked[rows_liked < n])[-m:])
+        pools = [_top_set(sim, m), *shared.top_pools(m)]
+        if liked is None:
+            liked = _liked_rows(profile, view)[0]
+        if liked.size:  # the newest rows of liked authors (from the catalog's author index, not a scan)
+            pools.append(np.sort(liked)[-m:])
         if co_rows is not None:  # the best co-engaged catalog rows
             positive = np.flatnonzero(co_rows > 0)
             pools.append(positive if positive.size <= m else positive[np.argpartition(-co_rows[positive], m)[:m]])
@@ -220,28 +229,32 @@ def _candidates(profile: UserProfile, view, sim, shared: _Shared, co_by_id: Mapp
             best = sorted(co_by_id, key=co_by_id.__getitem__, reverse=True)[:m]
             row_of = view.row_of
             pools.append(np.array(sorted(row_of[p] for p in best if p in row_of and row_of[p] < n), dtype=np.int64))
-        chosen = np.zeros(n, dtype=bool)
+        keep = np.zeros(n, dtype=bool)
         for pool in pools:
-            chosen[pool] = True
-        rows = np.flatnonzero(chosen)
-    drop = np.zeros(n, dtype=bool)  # seen posts and the user's own
-    row_of = view.row_of
-    drop[[r for r in (row_of.get(p, n) for p in profile.seen) if r < n]] = True
-    drop[[r for r in view.rows_of_author.get(profile.user_id, ()) if r < n]] = True
-    cand = rows[~drop[rows]].astype(np.int64)
-    return cand, CandidateIds(None, view.ids, view.version, cand), CandidateIds(None, view.authors, None, cand)
+            keep[pool] = True
+    # minus seen posts and the user's own (dict lookups in C: ``map`` over ``row_of.get(p, n)``)
+    seen = np.fromiter(map(view.row_of.get, profile.seen, repeat(n)), dtype=np.int64, count=len(profile.seen))
+    keep[seen[seen < n]] = False
+    own = view.rows_of_author.get(profile.user_id)
+    if own:
+        own = np.fromiter(own, dtype=np.int64, count=len(own))
+        keep[own[own < n]] = False
+    cand = np.flatnonzero(keep).astype(np.int64, copy=False)
+    return cand, CandidateIds(None, view.ids, view.version, cand)
 
 
-def _affinity(profile: UserProfile, view) -> np.ndarray:
-    """The user's affinity to each row's author (0 for authors never engaged or followed)."""
-    aff = np.zeros(len(view))
-    by_author, n = view.rows_of_author, len(view)
-    for author in dict.fromkeys((*profile.authors, *profile.follows)):
-        rows = by_author.get(author)
-        if rows:
-            rows = np.fromiter(rows, dtype=np.int64, count=len(rows))
-            aff[rows[rows < n]] = profile.affinity(author)
-    return aff
+def _liked_rows(profile: UserProfile, view) -> tuple[np.ndarray, np.ndarray]:
+    """The rows by authors the user engaged with or follows, and the user's affinity to each
+    row's author (every other row's affinity is 0).  Rows of different authors are distinct."""
+    liked = [a for a in dict.fromkeys((*profile.authors, *profile.follows)) if a in view.rows_of_author]
+    if not liked:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    groups = list(map(view.rows_of_author.__getitem__, liked))
+    sizes = list(map(len, groups))
+    rows = np.fromiter(chain.from_iterable(groups), dtype=np.int64, count=sum(sizes))
+    aff = np.repeat(np.array([profile.affinity(a) for a in liked], dtype=np.float64), sizes)
+    ok = rows < len(view)
+    return (rows, aff) if ok.all() else (rows[ok], aff[ok])
 
 
 def _top(x: np.ndarray, m: int) -> np.ndarray:
@@ -250,33 +263,96 @@ def _top(x: np.ndarray, m: int) -> np.ndarray:
     return np.argpartition(-x, m)[:m]
 
 
+# Cheaper equals of ``_top`` and of ``argsort(-x)[:m]``.  Both look only at the entries at or
+# above a threshold read off a strided sample (about ``2 * m`` of them).  When more than ``m``
+# come back and the ``m``-th best of them beats the next (for the ordered head: all of the best
+# ``m + 1`` are distinct), every entry left out is worse, so any selection or sort of all of
+# ``x`` gives that same answer; otherwise (ties, whose order is the sort's own choice, or a
+# threshold that let too few through) the full computation answers.
+
+def _above_sampled_threshold(x: np.ndarray, m: int) -> np.ndarray | None:
+    """Indices of the entries of ``x`` at or above a threshold near its ``2m``-th best value
+    (``None`` when ``x`` is too short for sampling to pay)."""
+    n = x.size
+    if n <= 4 * m:
+        return None
+    sample = x[:: max(1, n // 256)]
+    q = sample.size - max(1, (2 * m * sample.size) // n)  # sorted sample[q] ranks about 2m-th in x
+    return np.flatnonzero(x >= np.partition(sample, q)[q])
+
+
+def _top_set(x: np.ndarray, m: int) -> np.ndarray:
+    """The same rows as :func:`_top` (in another order)."""
+    top = _above_sampled_threshold(x, m)
+    if top is not None and top.size > m:
+        values = x[top]
+        part = np.argpartition(-values, m)
+        if values[part[:m]].min() > values[part[m]]:
+            return top[part[:m]]
+    return _top(x, m)
+
+
+def _best_first(x: np.ndarray, m: int) -> np.ndarray:
+    """``np.argsort(-x)[:m]``.
+
+    >>> s = np.random.default_rng(0).random(1000); bool((_best_first(s, 50) == np.argsort(-s)[:50]).all())
+    True
+    """
+    top = _above_sampled_threshold(x, m)
+    if top is not None and top.size > m:
+        values = x[top]
+        order = np.argsort(-values)[: m + 1]
+        head = values[order]
+        if (head[:-1] > head[1:]).all():
+            return top[order[:m]]
+    return np.argsort(-x)[:m]
+
+
 def _diversify(score: np.ndarray, emb: np.ndarray, cand: np.ndarray, authors: Sequence[str], k: int,
                config: RankConfig) -> list[int]:
     """Greedy MMR: trade score against similarity to what is already picked; cap posts per author.
-    ``score`` and ``authors`` are per candidate; candidate ``j``'s embedding is ``emb[cand[j]]``."""
-    order = np.argsort(-score)[: max(k * 5, 50)]
+    ``score`` is per candidate, ``emb`` and ``authors`` per catalog row: candidate ``j`` is row
+    ``cand[j]``.  Returns the picked candidates (indices into ``score``) in order."""
+    order = _best_first(score, max(k * 5, 50))
+    rows = cand[order]
     picked: list[int] = []
     per_author: dict[str, int] = {}
     lam = config.mmr_lambda
     if lam >= 1.0:  # no similarity term: score order under the author cap
-        for j in order.tolist():
-            if per_author.get(authors[j], 0) < config.author_cap:
-                per_author[authors[j]] = per_author.get(authors[j], 0) + 1
+        for j, r in zip(order.tolist(), rows.tolist()):
+            if per_author.get(authors[r], 0) < config.author_cap:
+                per_author[authors[r]] = per_author.get(authors[r], 0) + 1
                 picked.append(j)
                 if len(picked) == k:
                     break
         return picked
-    sub = emb[cand[order]]  # only the shortlist's rows are copied
+    # Plain greedy MMR (take the first maximum of ``base - (1 - lam) * penalty`` over the live
+    # entries; raise the penalties by the pick's similarities) with few numpy calls a step: a dead
+    # entry is set to -inf in ``mmr`` once and skipped by the update, a candidate over the author
+    # cap just dies (no penalty moves), and the arithmetic is that of the textbook loop, so the
+    # picks are bit-for-bit the same (tests/unit/test_ranking.py checks against one).
+    sub = emb[rows]  # only the shortlist's rows are copied
     base = lam * score[order]
+    c = 1 - lam
     penalty = np.zeros(len(order))  # max(0, highest similarity to a picked post)
+    mmr = base - c * penalty
+    scaled = np.empty_like(base)
     alive = np.ones(len(order), dtype=bool)
-    while alive.any() and len(picked) < k:
-        best = int(np.argmax(np.where(alive, base - (1 - lam) * penalty, -np.inf)))
+    short, short_authors = order.tolist(), [authors[r] for r in rows.tolist()]
+    cap, left = config.author_cap, len(order)
+    while left and len(picked) < k:
+        best = int(mmr.argmax())
+        left -= 1
         alive[best] = False
-        j = int(order[best])
-        if per_author.get(authors[j], 0) >= config.author_cap:
+        mmr[best] = -np.inf
+        author = short_authors[best]
+        if per_author.get(author, 0) >= cap:
             continue
-        per_author[authors[j]] = per_author.get(authors[j], 0) + 1
-        picked.append(j)
-        penalty = np.maximum(penalty, sub @ sub[best])
+        per_author[author] = per_author.get(author, 0) + 1
+        picked.append(short[best])
+        if len(picked) == k:
+            break
+        np.maximum(penalty, sub @ sub[best], out=penalty)
+        np.multiply(c, penalty, out=scaled)
+        np.subtract(base, scaled, out=mmr, where=alive)  # dead entries stay -inf
     return picked

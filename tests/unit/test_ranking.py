@@ -2,7 +2,7 @@ import numpy as np
 
 from processors.catalog import PostCatalog
 from processors.profiles import UserProfile
-from processors.ranking import RankConfig, recommend, recommend_detailed
+from processors.ranking import RankConfig, _best_first, _diversify, _top, _top_set, recommend, recommend_detailed
 from processors.throttle import Throttle
 
 
@@ -73,6 +73,91 @@ def test_factor_scores_enter_the_blend():
     boost = lambda user, ids: np.array([1.0 if i == "code3" else 0.0 for i in ids])
     top = recommend(u, cat, now=0.0, k=1, mf_scores=boost, config=RankConfig(w_factors=5.0))
     assert top[0].post_id == "code3" and top[0].reasons["factors"] == 1.0
+
+
+def reference_mmr(score, emb, authors, k, lam, cap):
+    """Textbook greedy MMR over the best max(5k, 50) candidates, one numpy expression per step
+    (``emb`` and ``authors`` per candidate): the picks ``_diversify`` must reproduce exactly,
+    first-maximum tie-breaking and the author cap included."""
+    order = np.argsort(-score)[: max(k * 5, 50)].tolist()
+    picked, per_author = [], {}
+    if lam >= 1.0:
+        for j in order:
+            if per_author.get(authors[j], 0) < cap and len(picked) < k:
+                per_author[authors[j]] = per_author.get(authors[j], 0) + 1
+                picked.append(j)
+        return picked
+    sub = emb[order]
+    penalty = np.zeros(len(order))
+    alive = np.ones(len(order), dtype=bool)
+    while alive.any() and len(picked) < k:
+        best = int(np.argmax(np.where(alive, lam * score[order] - (1 - lam) * penalty, -np.inf)))
+        alive[best] = False
+        j = order[best]
+        if per_author.get(authors[j], 0) >= cap:
+            continue
+        per_author[authors[j]] = per_author.get(authors[j], 0) + 1
+        picked.append(j)
+        penalty = np.maximum(penalty, sub @ sub[best])
+    return picked
+
+
+def random_mmr_case(rng, n_rows=1200):
+    """Candidates (a random subset of catalog rows) with scores, embeddings and authors; some
+    cases have tied scores, duplicated embeddings, or few authors (the cap binds, lists run dry)."""
+    dim = int(rng.choice([4, 32, 384]))
+    emb = rng.normal(size=(n_rows, dim)).astype(np.float32)
+    if rng.random() < 0.3:  # reposts: identical embeddings
+        emb[rng.integers(0, n_rows, 300)] = emb[rng.integers(0, n_rows, 300)]
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    authors = [f"a{a}" for a in rng.integers(0, int(rng.choice([1, 3, 20, 500])), n_rows)]
+    cand = np.sort(rng.choice(n_rows, size=int(rng.choice([1, 7, 60, 300, 1000])), replace=False))
+    score = rng.random(cand.size) * 2
+    if rng.random() < 0.3:  # ties
+        score = np.round(score * 4) / 4
+    return score, emb, cand, authors
+
+
+def test_diversify_equals_textbook_greedy_mmr():
+    rng = np.random.default_rng(2024)
+    for case in range(400):
+        score, emb, cand, authors = random_mmr_case(rng)
+        k = int(rng.choice([1, 3, 10, 25]))
+        config = RankConfig(mmr_lambda=float(rng.choice([0.0, 0.3, 0.8, 0.8, 1.0])),
+                            author_cap=int(rng.choice([1, 2, 100])))
+        got = _diversify(score, emb, cand, authors, k, config)
+        want = reference_mmr(score, emb[cand], [authors[r] for r in cand], k, config.mmr_lambda, config.author_cap)
+        assert got == want, (case, config, k)
+
+
+def test_shortcut_selections_equal_full_sorts():
+    rng = np.random.default_rng(7)
+    for case in range(300):
+        n, m = int(rng.choice([10, 300, 811, 2000, 5000])), int(rng.choice([1, 50, 250]))
+        x = rng.normal(size=n).astype(rng.choice([np.float32, np.float64]))
+        if case % 3 == 0:  # ties, also at the boundary
+            x = np.round(x * 8) / 8
+        if case % 10 == 1:
+            x[rng.integers(0, n, 5)] = np.nan
+        assert (_best_first(x, m) == np.argsort(-x)[:m]).all(), case
+        assert sorted(_top_set(x, m).tolist()) == sorted(_top(x, m).tolist()), case
+
+
+def test_pool_path_affinity_and_exclusions():
+    cat = themed_catalog(n_per_theme=400)
+    u = UserProfile("code-author1")  # also an author of code posts
+    for i in (0, 2, 7):
+        u.apply_engagement("like", f"code{i}", cat.author_of(f"code{i}"), ts=0.0)
+    u.apply_follow("run-author3", ts=0.0)
+    u.apply_engagement("like", "code12", cat.author_of("code12"), ts=0.0, weight=0.0)  # seen, not liked
+    config = RankConfig(max_candidates=100, per_source=200, author_cap=100, w_affinity=5.0)
+    recs = recommend(u, cat, now=0.0, k=60, config=config)
+    assert len(recs) == 60
+    assert recs[0].author_id == "run-author3" and recs[0].reasons["affinity"] == 1.0  # from the liked-authors pool
+    assert {r.author_id for r in recs} >= {"run-author3", "code-author2"}
+    for r in recs:
+        assert r.reasons["affinity"] == u.affinity(r.author_id)
+        assert r.author_id != u.user_id and not u.has_seen(r.post_id)
 
 
 def test_throttle_limits_rate_and_sends_the_trailing_update():
