@@ -32,10 +32,11 @@ class Settings(BaseSettings):
     producer_linger_s: float = Field(0.05, ge=0, description="Producer linger (batching) in seconds.")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once", description="Faust processing guarantee; 'exactly_once' uses Kafka transactions.")
-    engage_engine: Literal["faust", "batch"] = Field(
-        "faust", description="How the engagement topics are consumed: 'faust' (a Faust agent, event by event) or "
-        "'batch' (an aiokafka consumer in getmany batches, several times faster; at-least-once only, see "
-        "streams/engage_batch.py).")
+    engage_engine: Literal["auto", "faust", "batch"] = Field(
+        "auto", description="How the engagement topics are consumed: 'batch' (an aiokafka consumer in getmany batches, "
+        "several times faster; at-least-once only, see streams/engage_batch.py), 'faust' (a Faust agent, event by "
+        "event; the one with processing_guarantee 'exactly_once') or 'auto' (batch, unless exactly_once is asked "
+        "for); read back as the engine chosen.")
     engage_batch_max: int = Field(2000, ge=1, description="Most records per batch of the 'batch' engagement engine.")
     engage_rec_budget_s: float = Field(
         0.1, ge=0, description="Most seconds the 'batch' engagement engine spends scoring recommendations per batch; "
@@ -106,6 +107,13 @@ class Settings(BaseSettings):
         if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
             raise ValueError(f"security_protocol {self.security_protocol} needs RIPPLE_SASL_USERNAME and RIPPLE_SASL_PASSWORD")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_engine(cls, data):
+        if isinstance(data, dict) and data.get("engage_engine", "auto") == "auto":
+            data = {**data, "engage_engine": "faust" if data.get("processing_guarantee") == "exactly_once" else "batch"}
+        return data
 
     @model_validator(mode="after")
     def _batch_engine_guarantee(self) -> "Settings":
