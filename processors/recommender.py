@@ -28,6 +28,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -36,7 +37,7 @@ from processors.catalog import POPULARITY_HALF_LIFE_S, PostCatalog
 from processors.events import SCHEMA_VERSION, Engagement, Follow, Post
 from processors.profiles import ACTION_WEIGHTS, UserProfile
 from processors.protocols import FactorModel, IndexCache, index_of
-from processors.ranking import RankConfig, recommend_many
+from processors.ranking import RankConfig, Recommendation, recommend_many
 from processors.throttle import Throttle
 
 MODEL_VERSION = "ripple-hybrid-1"
@@ -64,12 +65,13 @@ class _Neighbours:
     """One post's co-engaged posts: slots and counts in growable numpy arrays (scoring reads them
     without a copy) plus a ``slot → position`` dict for the increments."""
 
-    __slots__ = ("idx", "cnt", "pos")
+    __slots__ = ("idx", "cnt", "pos", "_view")
 
     def __init__(self, capacity: int = 8):
         self.idx = np.empty(capacity, dtype=np.int64)
         self.cnt = np.empty(capacity, dtype=np.float64)
         self.pos: dict[int, int] = {}
+        self._view: tuple[np.ndarray, np.ndarray] | None = None  # ``arrays()``, until a neighbour comes or goes
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -86,10 +88,13 @@ class _Neighbours:
         self.pos[other] = p
         self.idx[p] = other
         self.cnt[p] = 1.0
+        self._view = None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        n = len(self.pos)
-        return self.idx[:n], self.cnt[:n]
+        if self._view is None:
+            n = len(self.pos)
+            self._view = self.idx[:n], self.cnt[:n]  # views: increments show through
+        return self._view
 
     def keep(self, rows: np.ndarray, idx: np.ndarray | None = None) -> None:
         """Keep only positions ``rows`` (in that order), with slots renumbered to ``idx`` if given."""
@@ -98,6 +103,7 @@ class _Neighbours:
         self.pos = {o: i for i, o in enumerate(self.idx.tolist())}
         if self.idx.size == 0:
             self.idx, self.cnt = np.empty(8, dtype=np.int64), np.empty(8, dtype=np.float64)
+        self._view = None
 
 
 class CoEngagement:
@@ -136,6 +142,8 @@ class CoEngagement:
         #: bumped whenever a post's slot changes (new slot, compaction): invalidates ``rows_for`` caches
         self.slot_version = 0
         self._rows_cache = IndexCache()
+        self._learnt = 0  # engagements learnt: the key of ``_norms``'s cache
+        self._norms_cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def learn(self, post_id: str, previous: Sequence[str]) -> None:
         """One engagement with ``post_id`` by a user whose earlier posts were ``previous`` (oldest first)."""
@@ -164,25 +172,42 @@ class CoEngagement:
             self.slot_version += 1
         if len(self._post) > 2 * self.max_posts + 64:
             self._compact()
+        self._learnt += 1
 
     def scores(self, recent: Sequence[str], weights: Iterable[float]) -> "CoScoreVector":
         """Weighted co-engagement cosine of every post paired with one of ``recent``."""
-        idx, vals = [], []
-        for post_id, w in zip(recent, weights):
-            s = self._slot.get(post_id)
-            if s is None or w == 0 or not len(self._pairs[s]):
+        slot, pairs, n = self._slot, self._pairs, self._n
+        idx, cnt, scale = [], [], []
+        for post_id, w in zip(recent, weights.tolist() if isinstance(weights, np.ndarray) else weights):
+            s = slot.get(post_id)
+            if s is None or w == 0 or not pairs[s].pos:
                 continue
-            i, c = self._pairs[s].arrays()
+            i, c = pairs[s].arrays()
             idx.append(i)
-            vals.append(c * (float(w) / math.sqrt(self._n[s])))
+            cnt.append(c)
+            scale.append(float(w) / math.sqrt(n[s]))
         if not idx:
             return CoScoreVector(self, np.zeros(0))
-        n = self._n[: len(self._post)]
-        acc = np.bincount(np.concatenate(idx), weights=np.concatenate(vals), minlength=len(n))
-        live = n > 0
-        acc[live] /= np.sqrt(n[live])
-        acc[~live] = 0.0
-        return CoScoreVector(self, acc)
+        # each post's counts times its own scale: the products ``c * scale`` one post at a time would give
+        vals = np.concatenate(cnt) * np.repeat(scale, list(map(len, idx)))
+        # one zero past the last slot, for CoScoreVector.over to gather the unknown posts' (-1) from
+        acc = np.bincount(np.concatenate(idx), weights=vals, minlength=len(self._post) + 1)
+        sqrt_n, dead = self._norms()
+        acc /= sqrt_n
+        if dead.size:
+            acc[dead] = 0.0
+        return CoScoreVector(self, acc, padded_at=self.slot_version)
+
+    def _norms(self) -> tuple[np.ndarray, np.ndarray]:
+        """``sqrt(n)`` per live slot (1 for forgotten slots and the padding slot) and the forgotten
+        slots (n = 0), recomputed only after something was learnt."""
+        if self._norms_cache is None or self._norms_cache[0] != self._learnt:
+            n = self._n[: len(self._post)]
+            live = n > 0
+            sqrt_n = np.ones(len(n) + 1)
+            sqrt_n[:-1][live] = np.sqrt(n[live])
+            self._norms_cache = (self._learnt, sqrt_n, np.flatnonzero(~live))
+        return self._norms_cache[1], self._norms_cache[2]
 
     def rows_for(self, ids: Sequence[str], version) -> np.ndarray:
         """Slots of ``ids`` (-1: none), cached while ``version`` (the caller's name for that list
@@ -230,10 +255,11 @@ class CoScoreVector(Mapping[str, float]):
     """Read-only ``post_id → co-engagement score`` over a dense score vector (only posts with a
     positive score are keys); :meth:`take` gathers many at once."""
 
-    __slots__ = ("_co", "_acc")
+    __slots__ = ("_co", "_acc", "_padded_at")
 
-    def __init__(self, co: CoEngagement, acc: np.ndarray):
-        self._co, self._acc = co, acc
+    def __init__(self, co: CoEngagement, acc: np.ndarray, padded_at: int | None = None):
+        #: ``padded_at``: ``co.slot_version`` when ``acc`` was made, one zero past every slot
+        self._co, self._acc, self._padded_at = co, acc, padded_at
 
     def __getitem__(self, post_id: str) -> float:
         s = self._co._slot.get(post_id)
@@ -264,10 +290,12 @@ class CoScoreVector(Mapping[str, float]):
     def over(self, ids: Sequence[str], version) -> np.ndarray:
         """Scores of every post of the list ``ids`` (0 where none), e.g. a catalog view's ids;
         the id → slot mapping is cached per ``version`` (see :meth:`CoEngagement.rows_for`)."""
-        out = np.zeros(len(ids))
         if not self._acc.size:
-            return out
+            return np.zeros(len(ids))
         slots = self._co.rows_for(ids, version)  # cached: read only
+        if self._padded_at == self._co.slot_version:  # every slot is below the padding zero, read for -1
+            return self._acc.take(slots)
+        out = np.zeros(len(ids))
         ok = (slots >= 0) & (slots < self._acc.size)
         out[ok] = self._acc[slots[ok]]
         return out
@@ -357,10 +385,13 @@ class Recommender:
         for i in range(0, len(profiles), 64):  # bounds the similarity matrix: 64 × catalog size
             chunk = profiles[i:i + 64]
             results = recommend_many(chunk, self.catalog, now, self.config.k, scorer, self.config.rank, co)
-            out += [self._message(p, r, now) for p, r in zip(chunk, results)]
+            # the chunk's items in one list: their figures are rounded together, then dealt out again
+            items = iter(Recommendation.to_dicts([item for r in results for item in r.items]))
+            out += [self._message(p, r, now, list(islice(items, len(r.items)))) for p, r in zip(chunk, results)]
         return out
 
-    def _message(self, profile: UserProfile, result, now: float) -> dict:
+    def _message(self, profile: UserProfile, result, now: float, items: list[dict]) -> dict:
+        """The message for ``result``, whose items are ``items`` (as ``Recommendation.to_dict``)."""
         if result.missing:
             self.throttle.retry(profile.user_id)
         return {
@@ -370,5 +401,5 @@ class Recommender:
             "generated_at": now,
             "model_version": self.model_version,
             "based_on_events": profile.events,
-            "items": [r.to_dict() for r in result.items],
+            "items": items,
         }

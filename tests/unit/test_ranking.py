@@ -1,8 +1,11 @@
+import json
+
 import numpy as np
 
 from processors.catalog import PostCatalog
 from processors.profiles import UserProfile
-from processors.ranking import RankConfig, _best_first, _diversify, _top, _top_set, recommend, recommend_detailed
+from processors.ranking import (RankConfig, Recommendation, _best_first, _diversify, _top, _top_set, recommend,
+                                recommend_detailed)
 from processors.throttle import Throttle
 
 
@@ -141,6 +144,46 @@ def test_shortcut_selections_equal_full_sorts():
             x[rng.integers(0, n, 5)] = np.nan
         assert (_best_first(x, m) == np.argsort(-x)[:m]).all(), case
         assert sorted(_top_set(x, m).tolist()) == sorted(_top(x, m).tolist()), case
+
+
+def bits(x: float) -> str:
+    return "nan" if x != x else x.hex()  # tells -0.0 from 0.0 and every last bit apart
+
+
+def test_vectorised_rounding_is_pythons_round_bit_for_bit():
+    """Recommendation._round against round() where the shortcut is hardest: exact binary ties,
+    decimal halves and their neighbours one ulp off, the range limit, specials."""
+    rng = np.random.default_rng(42)
+    for nd in (4, 5):
+        scale = 10.0 ** nd
+        k = rng.integers(-3 * 10 ** nd, 3 * 10 ** nd, 20_000)
+        halves = (k + 0.5) / scale  # the decimal halves, as near as doubles get
+        ties = (2 * rng.integers(-10 ** 6, 10 ** 6, 5_000) + 1) / 2.0 ** (nd + 1)  # exact ties in binary
+        edge = 2.0 ** 30 / scale  # beyond it: round() itself
+        cases = [rng.uniform(-1, 1, 20_000), rng.uniform(0, 3, 20_000), rng.exponential(1e-4, 5_000),
+                 np.exp(rng.uniform(-700, 700, 5_000)) * rng.choice([-1, 1], 5_000), k / scale,
+                 halves, np.nextafter(halves, np.inf), np.nextafter(halves, -np.inf),
+                 ties, np.nextafter(ties, 2 * ties), np.linspace(edge * 0.99, edge * 1.01, 2_000),
+                 [0.0, -0.0, -1e-9, 5e-324, -5e-324, 1e308, -1e308, float("inf"), float("-inf"), float("nan")]]
+        values = [float(v) for case in cases for v in case]
+        got = Recommendation._round(values, nd)
+        assert all(type(g) is float for g in got)
+        assert list(map(bits, got)) == [bits(round(v, nd)) for v in values], nd
+
+
+def test_to_dicts_equals_each_to_dict():
+    rng = np.random.default_rng(3)
+    names = ("similarity", "factors", "coengagement", "freshness", "popularity", "affinity")
+    items = [Recommendation(f"p{i}", f"a{i % 3}", float(rng.normal()), dict(zip(names, map(float, rng.random(6) - 0.1))))
+             for i in range(50)]
+    items.append(Recommendation("tie", "a", 0.015625, {"affinity": 0.03125, "similarity": -0.00005, "factors": 0.0}))
+    items.append(Recommendation("few", "a", 1.0, {}))  # another key set: each item keeps its own keys
+    want = [r.to_dict() for r in items]
+    got = Recommendation.to_dicts(items)
+    assert json.dumps(got) == json.dumps(want) and [list(d["reasons"]) for d in got] == [list(d["reasons"]) for d in want]
+    assert Recommendation.to_dicts([]) == []
+    odd = [Recommendation("i", "a", 1, {"x": 2}), Recommendation("n", "a", np.float64(0.123456), {"y": np.float64(0.5)})]
+    assert repr(Recommendation.to_dicts(odd)) == repr([r.to_dict() for r in odd])  # not floats: to_dict itself
 
 
 def test_pool_path_affinity_and_exclusions():

@@ -162,3 +162,120 @@ def test_recommendations_for_many_users_equal_each_users_own():
         assert [i["post_id"] for i in doc["items"]] == [i["post_id"] for i in alone["items"]], profile.user_id
         np.testing.assert_allclose([i["score"] for i in doc["items"]], [i["score"] for i in alone["items"]], atol=1e-4)
     assert all(len(d["items"]) == 10 for d in together)
+
+
+def _masked_co_scores(co, recent, weights):
+    """``CoEngagement.scores``'s figures the direct way, from its state: a scaled count array per
+    post, one ``bincount``, then live slots divided by sqrt(n) and forgotten ones zeroed."""
+    import math
+
+    idx, vals = [], []
+    for post_id, w in zip(recent, weights):
+        s = co._slot.get(post_id)
+        if s is None or w == 0 or not len(co._pairs[s]):
+            continue
+        nb = co._pairs[s]
+        idx.append(nb.idx[: len(nb.pos)])
+        vals.append(nb.cnt[: len(nb.pos)] * (float(w) / math.sqrt(co._n[s])))
+    n = co._n[: len(co._post)]
+    if not idx:
+        return np.zeros(len(n))
+    acc = np.bincount(np.concatenate(idx), weights=np.concatenate(vals), minlength=len(n))
+    live = n > 0
+    acc[live] /= np.sqrt(n[live])
+    acc[~live] = 0.0
+    return acc
+
+
+def test_coengagement_scores_are_bit_identical_to_the_direct_sum_through_forgetting():
+    """Scores (as a mapping, ``take`` and ``over``) equal the direct computation bit for bit while
+    posts are forgotten (their slots dead, still named by others' pairs) and slots compacted; a
+    vector read after later engagements moved the slots reads the new slots, as ever."""
+    import random
+
+    from processors.recommender import CoEngagement
+
+    rng = random.Random(8)
+    posts = [f"p{i}" for i in range(60)]
+    co = CoEngagement(window=4, max_neighbours=6, max_posts=25)
+    histories: list[list[str]] = [[] for _ in range(12)]
+    ids = posts + ["never"]
+    held = None  # (vector, its figures by slot) from an earlier step
+    for step in range(1500):
+        h = histories[rng.randrange(12)]
+        post = rng.choice(posts[: 20 + step // 30])  # new posts keep arriving: old ones are forgotten
+        co.learn(post, h)
+        h.append(post)
+        if step % 25:
+            continue
+        recent = list(dict.fromkeys(reversed(h)))[:6] + ["never"]
+        weights = 0.8 ** np.arange(len(recent))
+        got, want = co.scores(recent, weights), _masked_co_scores(co, recent, weights)
+        slot = [co._slot.get(p, -1) for p in ids]
+        by_post = np.array([want[s] if s >= 0 else 0.0 for s in slot])
+        assert got.over(ids, ("catalog", 1)).tobytes() == by_post.tobytes(), step
+        assert got.take(ids).tobytes() == by_post.tobytes(), step
+        live = {co._post[s] for s in np.flatnonzero(want > 0).tolist()}
+        assert set(got) == live and len(got) == len(live) and bool(got) == bool(live), step
+        assert all(got[p] == want[co._slot[p]] for p in live), step
+        if held is not None:  # slots have changed since
+            vec, figures = held
+            stale = np.array([figures[s] if 0 <= s < figures.size else 0.0 for s in slot])
+            assert vec.over(ids, ("catalog", 1)).tobytes() == stale.tobytes(), step
+        held = (got, want)
+    assert co._n.size and len(co) == 25  # posts were forgotten along the way
+
+
+def test_factor_scores_are_the_gathered_latents_times_the_user_bit_for_bit():
+    import random
+
+    from processors.protocols import CandidateIds
+
+    rng = random.Random(4)
+    mf = ImplicitMF(n_factors=8, max_items=40, seed=6)
+    items = [f"i{j}" for j in range(70)]
+    for step in range(600):
+        user = f"u{rng.randrange(5)}"
+        mf.learn(user, rng.choice(items), negatives=rng.sample(items, 3))
+        if step % 50 == 0:
+            known = [i for i in items if i in mf.model.i_latents]
+            query = rng.sample(known, min(25, len(known)))
+            rows = np.array([items.index(i) for i in query])
+            want = np.array([mf.model.i_latents[i] for i in query]) @ mf.model.u_latents[user]
+            assert mf.scores(user, query).tobytes() == want.tobytes()
+            ids = CandidateIds(None, items, ("catalog", step), rows)
+            assert mf.scores(user, ids).tobytes() == want.tobytes()
+
+
+def test_messages_carry_each_recommendations_to_dict_in_order():
+    """``recommendations`` rounds the figures of a whole chunk at once: the messages must be those
+    of ``Recommendation.to_dict`` per item, users and items in order, across several chunks."""
+    import json
+    import random
+
+    from processors.ranking import recommend_many
+
+    rng, r = np.random.default_rng(1), random.Random(2)
+    rec = Recommender(dim=8, factors=ImplicitMF(n_factors=4, seed=2), clock=lambda: 500.0)
+    emb = rng.normal(size=(300, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    rec.on_posts([Post(f"p{i}", f"a{i % 25}", "", 100.0 + i) for i in range(300)], emb)
+    profiles = {}
+    for _ in range(2000):
+        u = f"u{r.randrange(150)}"
+        rec.on_engagement(Engagement("like", u, f"p{r.randrange(300)}", 400.0), profiles.setdefault(u, UserProfile(u)))
+    jaded = UserProfile("jaded")  # has seen all but three posts: a short message amid full ones
+    for i in range(297):
+        jaded.apply_engagement("view", f"p{i}", None, 400.0, weight=0.0, seen_limit=1000)
+    users = [*profiles.values(), UserProfile("newcomer")]
+    users.insert(70, jaded)
+    docs = rec.recommendations(users)
+    items = []
+    for i in range(0, len(users), 64):
+        results = recommend_many(users[i:i + 64], rec.catalog, 500.0, rec.config.k, rec.factors.scores,
+                                 rec.config.rank, rec.coengagement.scores)
+        items += [[x.to_dict() for x in res.items] for res in results]
+    assert len(docs) == len(users) > 128
+    assert [d["user_id"] for d in docs] == [p.user_id for p in users]
+    assert json.dumps([d["items"] for d in docs]) == json.dumps(items)
+    assert [len(d["items"]) for d in docs] == [3 if p is jaded else 10 for p in users]
