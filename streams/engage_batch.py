@@ -84,8 +84,10 @@ class EngagementEngine(ConsumerRebalanceListener):
         await rt.app.tables.recovery.completed.wait()  # the posts table (the catalog) is recovered first
         rt.ensure_catalog()
         auth = kafka_client_kwargs(s)
-        self.producer = AIOKafkaProducer(bootstrap_servers=s.broker, linger_ms=int(s.producer_linger_s * 1000),
-                                         acks="all", enable_idempotence=True, **auth)
+        # no linger: a batch's messages are enqueued together, before the sender runs, so they are
+        # batched anyway, and a linger would only hold every batch's finish (and the next batches) back
+        self.producer = AIOKafkaProducer(bootstrap_servers=s.broker, linger_ms=0, acks="all",
+                                         enable_idempotence=True, **auth)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.broker, group_id=group_id(rt), enable_auto_commit=False, auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,), max_partition_fetch_bytes=4 * 1024 * 1024,
