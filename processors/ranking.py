@@ -35,6 +35,7 @@ import numpy as np
 from processors.catalog import PostCatalog
 from processors.profiles import UserProfile
 from processors.protocols import CandidateIds
+from processors.selection import best_first, top, top_set
 
 MfScores = Callable[[str, Sequence[str]], np.ndarray]
 #: ``(recent post ids newest first, their weights) → {post_id: score}`` for co-engaged posts only
@@ -157,7 +158,7 @@ class _Shared:
     def top_pools(self, m: int) -> list[np.ndarray]:
         """The ``m`` most popular and the ``m`` freshest rows."""
         if m not in self._tops:
-            self._tops[m] = [_top(self.pop, m), _top(self.fresh, m)]
+            self._tops[m] = [top(self.pop, m), top(self.fresh, m)]
         return self._tops[m]
 
 
@@ -187,12 +188,15 @@ def recommend_many(
         rows = np.stack([interests[j][0] for j in known]) @ view.embeddings.T  # (users, posts), rows contiguous
         sims = {j: rows[i] for i, j in enumerate(known)}
     zero = np.zeros(len(view), dtype=np.float32)
-    return [_rank_one(p, shared, sims.get(j, zero), missing, k, mf_scores, config, co_scores)
-            for j, (p, (_, missing)) in enumerate(zip(profiles, interests))]
+    scored = [_score_one(p, shared, sims.get(j, zero), mf_scores, config, co_scores) for j, p in enumerate(profiles)]
+    ranked = [x for x in scored if x is not None]  # (candidates, features, scores): MMR for all at once
+    chosen = iter(_diversify([x[2] for x in ranked], view.embeddings, [x[0] for x in ranked], view.authors, k, config))
+    return [RecResult(_items(view, *x, next(chosen)) if x else [], m) for x, (_, m) in zip(scored, interests)]
 
 
-def _rank_one(profile: UserProfile, shared: _Shared, sim: np.ndarray, missing: int, k: int,
-              mf_scores: MfScores | None, config: RankConfig, co_scores: CoScores | None) -> RecResult:
+def _score_one(profile: UserProfile, shared: _Shared, sim: np.ndarray, mf_scores: MfScores | None,
+               config: RankConfig, co_scores: CoScores | None) -> tuple[np.ndarray, dict, np.ndarray] | None:
+    """The user's candidate rows, their features and blended scores (``None``: no candidates)."""
     view, pop, fresh = shared.view, shared.pop, shared.fresh
     co_by_id = _coengaged(profile, co_scores, config)
     # co-engagement over every catalog row at once, when the scores can say so (CoScoreVector)
@@ -201,7 +205,7 @@ def _rank_one(profile: UserProfile, shared: _Shared, sim: np.ndarray, missing: i
     liked, liked_aff = _liked_rows(profile, view)
     cand, ids = _candidates(profile, view, sim, shared, co_by_id, config, co_rows, liked)
     if cand.size == 0:
-        return RecResult([], missing)
+        return None
     mf = np.zeros(cand.size) if mf_scores is None else np.asarray(mf_scores(profile.user_id, ids), dtype=np.float64).clip(0, 1)
     aff = np.zeros(len(view))
     aff[liked] = liked_aff
@@ -221,13 +225,15 @@ def _rank_one(profile: UserProfile, shared: _Shared, sim: np.ndarray, missing: i
     score = (config.w_similarity * feats["similarity"] + config.w_factors * mf + config.w_coengagement * co
              + config.w_freshness * feats["freshness"] + config.w_popularity * feats["popularity"]
              + config.w_affinity * aff)
-    chosen = _diversify(score, view.embeddings, cand, view.authors, k, config)
-    # the chosen few's figures: one gather per column (``tolist`` gives the floats ``float(f[j])`` would)
+    return cand, feats, score
+
+
+def _items(view, cand: np.ndarray, feats: dict, score: np.ndarray, chosen: list[int]) -> list[Recommendation]:
+    """The chosen candidates' items: one gather per column (``tolist`` gives ``float(f[j])``'s floats)."""
     at = np.array(chosen, dtype=np.intp)
     names, cols = tuple(feats), [f[at].tolist() for f in feats.values()]
-    items = [Recommendation(view.ids[r], view.authors[r], float(s), dict(zip(names, map(float, vals))))
-             for r, s, *vals in zip(cand[at].tolist(), score[at].tolist(), *cols)]
-    return RecResult(items, missing)
+    return [Recommendation(view.ids[r], view.authors[r], float(s), dict(zip(names, map(float, vals))))
+            for r, s, *vals in zip(cand[at].tolist(), score[at].tolist(), *cols)]
 
 
 def _coengaged(profile: UserProfile, co_scores: CoScores | None, config: RankConfig) -> Mapping[str, float]:
@@ -254,7 +260,7 @@ def _candidates(profile: UserProfile, view, sim, shared: _Shared, co_by_id: Mapp
         keep = np.ones(n, dtype=bool)
     else:
         m = config.per_source
-        pools = [_top_set(sim, m), *shared.top_pools(m)]
+        pools = [top_set(sim, m), *shared.top_pools(m)]
         if liked is None:
             liked = _liked_rows(profile, view)[0]
         if liked.size:  # the newest rows of liked authors (from the catalog's author index, not a scan)
@@ -294,102 +300,68 @@ def _liked_rows(profile: UserProfile, view) -> tuple[np.ndarray, np.ndarray]:
     return (rows, aff) if ok.all() else (rows[ok], aff[ok])
 
 
-def _top(x: np.ndarray, m: int) -> np.ndarray:
-    if x.size <= m:
-        return np.arange(x.size)
-    return np.argpartition(-x, m)[:m]
-
-
-# Cheaper equals of ``_top`` and of ``argsort(-x)[:m]``.  Both look only at the entries at or
-# above a threshold read off a strided sample (about ``2 * m`` of them).  When more than ``m``
-# come back and the ``m``-th best of them beats the next (for the ordered head: all of the best
-# ``m + 1`` are distinct), every entry left out is worse, so any selection or sort of all of
-# ``x`` gives that same answer; otherwise (ties, whose order is the sort's own choice, or a
-# threshold that let too few through) the full computation answers.
-
-def _above_sampled_threshold(x: np.ndarray, m: int) -> np.ndarray | None:
-    """Indices of the entries of ``x`` at or above a threshold near its ``2m``-th best value
-    (``None`` when ``x`` is too short for sampling to pay)."""
-    n = x.size
-    if n <= 4 * m:
-        return None
-    sample = x[:: max(1, n // 256)]
-    q = sample.size - max(1, (2 * m * sample.size) // n)  # sorted sample[q] ranks about 2m-th in x
-    return np.flatnonzero(x >= np.partition(sample, q)[q])
-
-
-def _top_set(x: np.ndarray, m: int) -> np.ndarray:
-    """The same rows as :func:`_top` (in another order)."""
-    top = _above_sampled_threshold(x, m)
-    if top is not None and top.size > m:
-        values = x[top]
-        part = np.argpartition(-values, m)
-        if values[part[:m]].min() > values[part[m]]:
-            return top[part[:m]]
-    return _top(x, m)
-
-
-def _best_first(x: np.ndarray, m: int) -> np.ndarray:
-    """``np.argsort(-x)[:m]``.
-
-    >>> s = np.random.default_rng(0).random(1000); bool((_best_first(s, 50) == np.argsort(-s)[:50]).all())
-    True
-    """
-    top = _above_sampled_threshold(x, m)
-    if top is not None and top.size > m:
-        values = x[top]
-        order = np.argsort(-values)[: m + 1]
-        head = values[order]
-        if (head[:-1] > head[1:]).all():
-            return top[order[:m]]
-    return np.argsort(-x)[:m]
-
-
-def _diversify(score: np.ndarray, emb: np.ndarray, cand: np.ndarray, authors: Sequence[str], k: int,
-               config: RankConfig) -> list[int]:
-    """Greedy MMR: trade score against similarity to what is already picked; cap posts per author.
-    ``score`` is per candidate, ``emb`` and ``authors`` per catalog row: candidate ``j`` is row
-    ``cand[j]``.  Returns the picked candidates (indices into ``score``) in order."""
-    order = _best_first(score, max(k * 5, 50))
-    rows = cand[order]
-    picked: list[int] = []
-    per_author: dict[str, int] = {}
-    lam = config.mmr_lambda
-    if lam >= 1.0:  # no similarity term: score order under the author cap
-        for j, r in zip(order.tolist(), rows.tolist()):
-            if per_author.get(authors[r], 0) < config.author_cap:
-                per_author[authors[r]] = per_author.get(authors[r], 0) + 1
-                picked.append(j)
-                if len(picked) == k:
-                    break
-        return picked
-    # Plain greedy MMR (take the first maximum of ``base - (1 - lam) * penalty`` over the live
-    # entries; raise the penalties by the pick's similarities) with few numpy calls a step: a dead
-    # entry is set to -inf in ``mmr`` once and skipped by the update, a candidate over the author
-    # cap just dies (no penalty moves), and the arithmetic is that of the textbook loop, so the
-    # picks are bit-for-bit the same (tests/unit/test_ranking.py checks against one).
-    sub = emb[rows]  # only the shortlist's rows are copied
-    base = lam * score[order]
-    c = 1 - lam
-    penalty = np.zeros(len(order))  # max(0, highest similarity to a picked post)
-    mmr = base - c * penalty
-    scaled = np.empty_like(base)
-    alive = np.ones(len(order), dtype=bool)
-    short, short_authors = order.tolist(), [authors[r] for r in rows.tolist()]
-    cap, left = config.author_cap, len(order)
-    while left and len(picked) < k:
-        best = int(mmr.argmax())
-        left -= 1
-        alive[best] = False
-        mmr[best] = -np.inf
-        author = short_authors[best]
-        if per_author.get(author, 0) >= cap:
-            continue
-        per_author[author] = per_author.get(author, 0) + 1
-        picked.append(short[best])
-        if len(picked) == k:
-            break
-        np.maximum(penalty, sub @ sub[best], out=penalty)
-        np.multiply(c, penalty, out=scaled)
-        np.subtract(base, scaled, out=mmr, where=alive)  # dead entries stay -inf
+def _diversify(scores: Sequence[np.ndarray], emb: np.ndarray, cands: Sequence[np.ndarray],
+               authors: Sequence[str], k: int, config: RankConfig) -> list[list[int]]:
+    """Greedy MMR for several users at once: trade score against similarity to what is already
+    picked; cap posts per author.  User ``u``'s candidate ``j`` is catalog row ``cands[u][j]``
+    (``emb`` and ``authors`` per catalog row) with score ``scores[u][j]``.  Returns each user's
+    picked candidates (indices into ``scores[u]``) in order, as the user's own MMR would."""
+    orders = [best_first(s, max(k * 5, 50)) for s in scores]
+    picked: list[list[int]] = [[] for _ in orders]
+    for length in {order.size for order in orders} - {0}:  # one call per shortlist length (see _greedy_mmr)
+        users = [u for u, order in enumerate(orders) if order.size == length]
+        _greedy_mmr(*([x[u] for u in users] for x in (scores, cands, orders, picked)), emb, authors, k, config)
     return picked
+
+
+def _greedy_mmr(scores: list[np.ndarray], cands: list[np.ndarray], orders: list[np.ndarray],
+                picked: list[list[int]], emb: np.ndarray, authors: Sequence[str], k: int, config: RankConfig) -> None:
+    """:func:`_diversify` for users whose shortlists ``orders`` have one length; fills ``picked``.
+
+    Plain greedy MMR (each user takes the first maximum of ``base - (1 - lam) * penalty`` over
+    its live entries; a pick raises the penalties to its similarities where higher; ``lam >= 1``:
+    score order), one step for all users: one argmax, an author-cap check per user (a candidate
+    over the cap just dies, no penalty moves), one stacked matrix-vector product.  A dead entry
+    is -inf in ``mmr`` and skipped by the update.  Per user, the arithmetic is the textbook loop's
+    (tests/unit/test_ranking.py): ``np.matmul`` on a stack calls gemv per user as ``sub @ v``
+    does, and gemv's sums depend on the row count (padding shortlists would change last bits).
+    """
+    lam, cap, c = config.mmr_lambda, config.author_cap, max(0.0, 1 - config.mmr_lambda)
+    rows = np.stack([cand[order] for cand, order in zip(cands, orders)])
+    sub = emb.take(rows, axis=0) if c else None  # (users, shortlist, dim): the shortlists' rows only
+    base = lam * np.stack([s[order] for s, order in zip(scores, orders)])
+    penalty = np.zeros_like(base)  # max(0, highest similarity to a picked post)
+    mmr = base - c * penalty
+    alive = np.ones(base.shape, dtype=bool)
+    short, rows = [order.tolist() for order in orders], rows.tolist()
+    per_author: list[dict[str, int]] = [{} for _ in orders]
+    going, left = list(range(len(orders))), len(short[0])  # users (array rows) not done; live entries each
+    while going and left:
+        best = mmr.argmax(axis=1)
+        at = np.array(going)
+        mmr[at, best[at]], alive[at, best[at]] = -np.inf, False
+        left -= 1
+        moved = []  # the users whose pick was taken and who go on
+        for i, b in zip(going, best[at].tolist()):
+            author = authors[rows[i][b]]
+            if per_author[i].get(author, 0) < cap:
+                per_author[i][author] = per_author[i].get(author, 0) + 1
+                picked[i].append(short[i][b])
+                if len(picked[i]) < k:
+                    moved.append(i)
+        going = [i for i in going if len(picked[i]) < k]
+        if not moved or not left or not c:
+            continue
+        if 2 * len(going) <= len(short):  # drop the finished users' rows
+            keep, new = np.array(going), {i: n for n, i in enumerate(going)}
+            sub, base, penalty, mmr, alive, best = (x[keep] for x in (sub, base, penalty, mmr, alive, best))
+            short, rows, per_author, picked = ([x[i] for i in going] for x in (short, rows, per_author, picked))
+            moved, going = [new[i] for i in moved], list(range(len(going)))
+        sim = np.matmul(sub, sub[np.arange(len(short)), best][:, :, None])[:, :, 0]  # all users' rows
+        if len(moved) == len(short):
+            np.maximum(penalty, sim, out=penalty)
+        else:  # rows whose pick died (author cap) or whose user is done keep their penalties
+            taken = np.zeros((len(short), 1), dtype=bool)
+            taken[moved] = True
+            np.maximum(penalty, sim, out=penalty, where=taken)
+        np.subtract(base, c * penalty, out=mmr, where=alive)  # dead entries stay -inf

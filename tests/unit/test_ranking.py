@@ -4,8 +4,9 @@ import numpy as np
 
 from processors.catalog import PostCatalog
 from processors.profiles import UserProfile
-from processors.ranking import (RankConfig, Recommendation, _best_first, _diversify, _top, _top_set, recommend,
+from processors.ranking import (RankConfig, Recommendation, _diversify, recommend,
                                 recommend_detailed)
+from processors.selection import best_first, top, top_set
 from processors.throttle import Throttle
 
 
@@ -105,32 +106,45 @@ def reference_mmr(score, emb, authors, k, lam, cap):
     return picked
 
 
-def random_mmr_case(rng, n_rows=1200):
-    """Candidates (a random subset of catalog rows) with scores, embeddings and authors; some
-    cases have tied scores, duplicated embeddings, or few authors (the cap binds, lists run dry)."""
+def random_mmr_case(rng, n_rows=1200, n_users=1):
+    """Catalog embeddings and authors, and per user candidates (a random subset of the rows) with
+    scores; some cases have tied scores, duplicated or nearly duplicated embeddings, or few
+    authors (the cap binds, lists run dry).  Candidate counts vary: some shortlists share a length."""
     dim = int(rng.choice([4, 32, 384]))
     emb = rng.normal(size=(n_rows, dim)).astype(np.float32)
     if rng.random() < 0.3:  # reposts: identical embeddings
         emb[rng.integers(0, n_rows, 300)] = emb[rng.integers(0, n_rows, 300)]
+    near = rng.random() < 0.3  # near-duplicates, equal scores: picks hinge on the similarities' last bits
+    if near:
+        emb = (emb[0] + emb * rng.choice([1e-4, 1e-5, 1e-6])).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     authors = [f"a{a}" for a in rng.integers(0, int(rng.choice([1, 3, 20, 500])), n_rows)]
-    cand = np.sort(rng.choice(n_rows, size=int(rng.choice([1, 7, 60, 300, 1000])), replace=False))
-    score = rng.random(cand.size) * 2
-    if rng.random() < 0.3:  # ties
-        score = np.round(score * 4) / 4
-    return score, emb, cand, authors
+    users = []
+    for _ in range(n_users):
+        cand = np.sort(rng.choice(n_rows, size=int(rng.choice([0, 1, 7, 7, 60, 300, 1000])), replace=False))
+        score = rng.random(cand.size) * 2
+        if near:
+            score[:] = 1.0
+        elif rng.random() < 0.3:  # ties
+            score = np.round(score * 4) / 4
+        users.append((score, cand))
+    return emb, authors, users
 
 
 def test_diversify_equals_textbook_greedy_mmr():
+    """Several users at once (as recommend_many calls it): each user's picks are exactly those of
+    the textbook loop for that user alone, whoever else is in the call."""
     rng = np.random.default_rng(2024)
-    for case in range(400):
-        score, emb, cand, authors = random_mmr_case(rng)
+    for case in range(300):
+        emb, authors, users = random_mmr_case(rng, n_users=int(rng.choice([1, 2, 5, 40])))
         k = int(rng.choice([1, 3, 10, 25]))
-        config = RankConfig(mmr_lambda=float(rng.choice([0.0, 0.3, 0.8, 0.8, 1.0])),
+        config = RankConfig(mmr_lambda=float(rng.choice([0.0, 0.3, 0.8, 0.8, 1.0, 1.5])),
                             author_cap=int(rng.choice([1, 2, 100])))
-        got = _diversify(score, emb, cand, authors, k, config)
-        want = reference_mmr(score, emb[cand], [authors[r] for r in cand], k, config.mmr_lambda, config.author_cap)
-        assert got == want, (case, config, k)
+        got = _diversify([s for s, _ in users], emb, [c for _, c in users], authors, k, config)
+        for u, (score, cand) in enumerate(users):
+            want = reference_mmr(score, emb[cand], [authors[r] for r in cand], k, config.mmr_lambda, config.author_cap)
+            assert got[u] == want, (case, u, config, k)
+    assert _diversify([], emb, [], authors, 10, RankConfig()) == []
 
 
 def test_shortcut_selections_equal_full_sorts():
@@ -142,8 +156,8 @@ def test_shortcut_selections_equal_full_sorts():
             x = np.round(x * 8) / 8
         if case % 10 == 1:
             x[rng.integers(0, n, 5)] = np.nan
-        assert (_best_first(x, m) == np.argsort(-x)[:m]).all(), case
-        assert sorted(_top_set(x, m).tolist()) == sorted(_top(x, m).tolist()), case
+        assert (best_first(x, m) == np.argsort(-x)[:m]).all(), case
+        assert sorted(top_set(x, m).tolist()) == sorted(top(x, m).tolist()), case
 
 
 def bits(x: float) -> str:
