@@ -217,9 +217,9 @@ def _score_one(profile: UserProfile, shared: _Shared, sim: np.ndarray, mf_scores
     else:  # a plain mapping (CoScoreVector answers ``over`` above)
         co = np.array([co_by_id.get(i, 0.0) for i in ids])
     if co.size:
-        top = co.max()
-        if top > 0:
-            co /= top
+        best = co.max()
+        if best > 0:
+            co /= best
     feats = {"similarity": sim[cand].astype(np.float64), "factors": mf, "coengagement": co,
              "freshness": fresh[cand], "popularity": pop[cand], "affinity": aff}
     score = (config.w_similarity * feats["similarity"] + config.w_factors * mf + config.w_coengagement * co
@@ -250,19 +250,17 @@ def _coengaged(profile: UserProfile, co_scores: CoScores | None, config: RankCon
 
 
 def _candidates(profile: UserProfile, view, sim, shared: _Shared, co_by_id: Mapping[str, float],
-                config: RankConfig, co_rows: np.ndarray | None = None,
-                liked: np.ndarray | None = None) -> tuple[np.ndarray, CandidateIds]:
+                config: RankConfig, co_rows: np.ndarray | None, liked: np.ndarray) -> tuple[np.ndarray, CandidateIds]:
     """Rows worth scoring (nearest, trending, fresh, co-engaged and affinity-author posts, minus
-    seen/own) with their post ids (read from the view when asked for).  ``liked``: the rows of
-    the user's liked and followed authors (:func:`_liked_rows`), if already known."""
+    seen/own) with their post ids (read from the view when asked for).  ``co_rows``: the
+    co-engagement score of every row, when known; ``liked``: the rows of the user's liked and
+    followed authors (:func:`_liked_rows`)."""
     n = len(view)
     if n <= config.max_candidates:
         keep = np.ones(n, dtype=bool)
     else:
         m = config.per_source
         pools = [top_set(sim, m), *shared.top_pools(m)]
-        if liked is None:
-            liked = _liked_rows(profile, view)[0]
         if liked.size:  # the newest rows of liked authors (from the catalog's author index, not a scan)
             pools.append(np.sort(liked)[-m:])
         if co_rows is not None:  # the best co-engaged catalog rows

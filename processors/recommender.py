@@ -41,6 +41,9 @@ from processors.ranking import RankConfig, Recommendation, recommend_many
 from processors.throttle import Throttle
 
 MODEL_VERSION = "ripple-hybrid-1"
+#: users scored together by :meth:`Recommender.recommendations` (bounds the similarity matrix:
+#: this many rows × catalog size); callers that score in steps use the same chunk
+SCORING_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -382,8 +385,8 @@ class Recommender:
         scorer = self.factors.scores if self.factors is not None else None
         co = self.coengagement.scores if self.coengagement is not None else None
         out = []
-        for i in range(0, len(profiles), 64):  # bounds the similarity matrix: 64 × catalog size
-            chunk = profiles[i:i + 64]
+        for i in range(0, len(profiles), SCORING_CHUNK):
+            chunk = profiles[i:i + SCORING_CHUNK]
             results = recommend_many(chunk, self.catalog, now, self.config.k, scorer, self.config.rank, co)
             # the chunk's items in one list: their figures are rounded together, then dealt out again
             items = iter(Recommendation.to_dicts([item for r in results for item in r.items]))

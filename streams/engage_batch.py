@@ -43,6 +43,7 @@ from processors.eviction import RecencyIndex
 from processors.events import Follow, Rejected, decode
 from processors.folding import fold
 from processors.profiles import UserProfile
+from processors.recommender import SCORING_CHUNK
 from streams import metrics
 from streams.app import ENGAGEMENT_TOPICS, Runtime
 from streams.security import kafka_client_kwargs
@@ -220,20 +221,21 @@ class EngagementEngine(ConsumerRebalanceListener):
                 rt.stats["evicted_profiles"] = rt.stats.get("evicted_profiles", 0) + 1
 
     def _recommend(self, users: list[str], dirty: dict) -> list:
-        """Score ``users`` in order, 64 at a time (one similarity matrix product each), until the
-        per-batch budget (``engage_rec_budget_s``) is spent; queue their messages.  Users left
-        over are owed a message and come first in the next batch, with their newest state."""
+        """Score ``users`` in order, ``SCORING_CHUNK`` at a time (one similarity matrix product
+        each), until the per-batch budget (``engage_rec_budget_s``) is spent; queue their
+        messages.  Users left over are owed a message and come first in the next batch, with their
+        newest state."""
         rt = self.rt
         budget = rt.settings.engage_rec_budget_s
         t0 = time.perf_counter()
         topic = rt.settings.topic("recommendations")
         sends = []
-        for i in range(0, len(users), 64):
+        for i in range(0, len(users), SCORING_CHUNK):
             if budget and i and time.perf_counter() - t0 > budget:
                 rt.recommender.throttle.requeue(users[i:], rt.recommender.clock())
                 metrics.record_recommendations_deferred(len(users) - i)
                 break
-            chunk = users[i:i + 64]
+            chunk = users[i:i + SCORING_CHUNK]
             profiles = [self.profiles[u] for u in chunk]
             for profile in profiles:
                 profile.published_events = profile.events
