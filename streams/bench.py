@@ -35,6 +35,7 @@ from processors.sample_data import THEMES
 from ripple.settings import Settings
 from streams.broker import create_topics
 from streams.client import partition_counts
+from streams import wire
 from streams.security import kafka_client_kwargs
 
 
@@ -132,7 +133,7 @@ async def _applied_events(bootstrap: str, changelog: str, expected: int, timeout
 
 
 async def passthrough_baseline(bootstrap: str, n: int, **client_kwargs) -> float:
-    """Events/s of a raw aiokafka consumer → json.loads → producer loop (no Faust, no state)."""
+    """Events/s of a raw aiokafka consumer → json.loads → wire.dumps → producer loop (no Faust, no state)."""
     src, dst = f"bench-src-{uuid.uuid4().hex[:6]}", f"bench-dst-{uuid.uuid4().hex[:6]}"
     await create_topics(bootstrap, [src, dst], partitions=4, **client_kwargs)
     await _produce_fast(bootstrap, [{"topic": src, "key": e["key"], "value": e["value"]} for e in _likes(n, 1000, 100)], "",
@@ -150,7 +151,7 @@ async def passthrough_baseline(bootstrap: str, n: int, **client_kwargs) -> float
                 start = start or time.perf_counter()
                 for r in records:
                     doc = json.loads(r.value)
-                    await producer.send(dst, json.dumps(doc).encode(), key=r.key)
+                    await producer.send(dst, wire.dumps(doc), key=r.key)  # the worker's codec
                     seen += 1
         await producer.flush()
         return n / (time.perf_counter() - start)

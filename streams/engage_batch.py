@@ -44,7 +44,7 @@ from processors.events import Follow, Rejected, decode
 from processors.folding import fold
 from processors.profiles import UserProfile
 from processors.recommender import SCORING_CHUNK
-from streams import metrics
+from streams import metrics, wire
 from streams.app import ENGAGEMENT_TOPICS, Runtime
 from streams.security import kafka_client_kwargs
 
@@ -143,10 +143,10 @@ class EngagementEngine(ConsumerRebalanceListener):
                         log.exception("processing failed for %s[%d]@%d", r.topic, r.partition, r.offset)
                         deadletters.append(rt.dead_letter_doc(r, r.value, f"processing error: {type(exc).__name__}: {exc}"[:300]))
             sends = self._recommend(list(publish), dirty)
-            sends += [self.producer.send(rt.settings.topic("dead-letter"), json.dumps(d).encode()) for d in deadletters]
+            sends += [self.producer.send(rt.settings.topic("dead-letter"), wire.dumps(d)) for d in deadletters]
             outputs = [await send for send in sends]  # enqueued in order; each is a future for its acknowledgement
             # the profiles as they are now (the next batch changes them while this one finishes)
-            saves = [(u.encode(), json.dumps(self.profiles[u].to_dict()).encode(), p) for u, p in dirty.items()]
+            saves = [(u.encode(), wire.dumps(self.profiles[u].to_dict()), p) for u, p in dirty.items()]
             saves += [(u.encode(), None, p) for u, p in tombstones]
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         if outputs or saves or offsets:
@@ -245,7 +245,7 @@ class EngagementEngine(ConsumerRebalanceListener):
             for user, doc in zip(chunk, docs):
                 rt.recommender.throttle.settle(user, now)
                 rt.rec_clock.published(user, "engage")
-                sends.append(self.producer.send(topic, json.dumps(doc).encode(), key=user.encode()))
+                sends.append(self.producer.send(topic, wire.dumps(doc), key=user.encode()))
             rt.stats["recommendations"] += len(docs)
             metrics.record_recommendation(len(docs))
         return sends

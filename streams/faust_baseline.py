@@ -15,6 +15,8 @@ import logging
 
 import faust
 
+from streams import wire
+
 
 def build(broker: str, app_id: str, src: str, dst: str, *, table: bool, batch: int = 0,
           datadir: str | None = None) -> faust.App:
@@ -33,7 +35,7 @@ def build(broker: str, app_id: str, src: str, dst: str, *, table: bool, batch: i
             state.send_changelog(event.message.partition, doc["user_id"], doc)
         elif state is not None:
             state[doc["user_id"]] = doc
-        await sink.send(key=event.key, value=json.dumps(doc).encode())
+        await sink.send(key=event.key, value=wire.dumps(doc))
 
     @app.agent(source, name="passthrough")
     async def passthrough(stream):
