@@ -4,6 +4,16 @@ Every engagement is a positive (target 1); the caller passes items sampled from 
 pool, learnt as negatives (target 0), the usual trick for one-class feedback.
 Scoring many items for one user is a single matrix-vector product over river's latent dicts.
 
+Learning is deferred and batched: :meth:`ImplicitMF.learn` queues its (user, item, target)
+pairs, and the next read (a score, ``model``) applies them with river's own SGD arithmetic, one
+vectorised step per *round* of pairs that share no user and no item.  Pairs are put in the
+earliest round after every earlier pair they share a vector with, so each vector sees its
+updates in arrival order and the result is sequential ``FunkMF.learn_one`` calls' (up to the
+rounding of the dot product).  New factors are drawn, and forgotten ones dropped, at ``learn``
+time, in the same order as before.  The batch engine's reads come once per batch, so a batch's
+likes are learnt in a few dozen numpy steps instead of four ``learn_one`` calls each (~4× less
+time per like).
+
 Examples
 --------
 >>> mf = ImplicitMF(n_factors=4, seed=1)
@@ -54,6 +64,10 @@ class ImplicitMF:
     """
 
     version = "funkmf-implicit-1"
+    #: queued ``learn`` calls applied without waiting for a read
+    max_pending = 4096
+    #: up to this many queued ``learn`` calls are applied pair by pair (fewer numpy calls than rounds)
+    small_flush = 4
 
     def __init__(self, n_factors: int = 16, learning_rate: float = 0.05, l2: float = 0.01, seed: int = 42,
                  max_users: int = 100_000, max_items: int = 50_000):
@@ -61,7 +75,7 @@ class ImplicitMF:
         self.learning_rate = learning_rate
         self.l2 = l2
         self.seed = seed
-        self.model = reco.FunkMF(
+        self._model = reco.FunkMF(
             n_factors=n_factors,
             optimizer=optim.SGD(learning_rate),
             l2=l2,
@@ -80,27 +94,106 @@ class ImplicitMF:
         self._dirty: set[str] = set()
         self._row_version = 0  # bumped whenever an item gains or loses its row
         self._rows_cache = IndexCache()
+        self._pending: list[tuple[np.ndarray, list, list]] = []  # (user vector, item vectors, targets)
+
+    @property
+    def model(self) -> reco.FunkMF:
+        """The river model, with every queued update applied."""
+        self._flush()
+        return self._model
 
     def learn(self, user: str, item: str, negatives: Sequence[str] = ()) -> None:
-        self.model.learn_one(user, item, 1.0)
-        self.updates += 1
-        self._touch(self._users, user, self.max_users, self.model.u_latents)
-        self._touch(self._items, item, self.max_items, self.model.i_latents)
+        """Queue ``(user, item, 1)`` and ``(user, neg, 0)`` for each negative other than ``item``."""
+        users, items = self._model.u_latents, self._model.i_latents
+        u = users[user]  # drawn here if new: the initialiser sees the same order as learn_one calls
+        vecs, targets = [items[item]], [1.0]
+        self._touch(self._users, user, self.max_users, users)
+        self._touch(self._items, item, self.max_items, items)
         self._dirty.add(item)
         for neg in negatives:
             if neg != item:
-                self.model.learn_one(user, neg, 0.0)
-                self.updates += 1
-                self._touch(self._items, neg, self.max_items, self.model.i_latents)
+                vecs.append(items[neg])
+                targets.append(0.0)
+                self._touch(self._items, neg, self.max_items, items)
                 self._dirty.add(neg)
+        self._pending.append((u, vecs, targets))
+        self.updates += len(vecs)
+        if len(self._pending) >= self.max_pending:  # no read for a long while: bound the queue
+            self._flush()
+
+    def _flush(self) -> None:
+        """Apply the queued pairs: ``FunkMF.learn_one``'s squared-loss SGD step, one round of
+        pairs with distinct user and item vectors at a time (see the module docstring)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        m = self._model
+        lr_u, lr_i, l2, clip = m.u_optimizer.learning_rate, m.i_optimizer.learning_rate, m.l2, m.clip_gradient
+        if len(pending) <= self.small_flush:  # a few likes (one event at a time): learn_one's steps, in order
+            n = 0
+            for u, vecs, targets in pending:
+                for i, y in zip(vecs, targets):
+                    g = min(max(2.0 * (np.dot(u, i).item() - y), -clip), clip)
+                    u_grad, i_grad = g * i + l2 * u, g * u + l2 * i
+                    u -= lr_u * u_grad
+                    i -= lr_i * i_grad
+                n += len(vecs)
+            m.u_optimizer.n_iterations += n
+            m.i_optimizer.n_iterations += n
+            return
+        # every distinct vector gets a row of one matrix; rounds update rows, written back once
+        u_row: dict[int, int] = {}  # id(vector) → row
+        i_row: dict[int, int] = {}
+        u_vecs: list[np.ndarray] = []
+        i_vecs: list[np.ndarray] = []
+        u_level: list[int] = []  # row → round of its latest pair
+        i_level: list[int] = []
+        rounds: list[tuple[list, list, list]] = []
+        n = 0
+        for u, vecs, targets in pending:
+            a = u_row.get(id(u))
+            if a is None:
+                a = u_row[id(u)] = len(u_vecs)
+                u_vecs.append(u)
+                u_level.append(-1)
+            r = u_level[a]
+            for i, y in zip(vecs, targets):
+                b = i_row.get(id(i))
+                if b is None:
+                    b = i_row[id(i)] = len(i_vecs)
+                    i_vecs.append(i)
+                    i_level.append(-1)
+                r = max(r, i_level[b]) + 1
+                i_level[b] = r
+                if r == len(rounds):
+                    rounds.append(([], [], []))
+                rows_u, rows_i, ys = rounds[r]
+                rows_u.append(a)
+                rows_i.append(b)
+                ys.append(y)
+            u_level[a] = r
+            n += len(vecs)
+        U, I = np.array(u_vecs), np.array(i_vecs)
+        for rows_u, rows_i, ys in rounds:
+            u, i = U[rows_u], I[rows_i]
+            pred = (u[:, None, :] @ i[:, :, None]).ravel()  # each row's own dot product, as np.dot
+            g = np.clip(2.0 * (pred - np.array(ys)), -clip, clip)[:, None]
+            U[rows_u] = u - lr_u * (g * i + l2 * u)  # both gradients from the vectors before the step
+            I[rows_i] = i - lr_i * (g * u + l2 * i)
+        for vec, row in zip(u_vecs, U):
+            vec[:] = row
+        for vec, row in zip(i_vecs, I):
+            vec[:] = row
+        m.u_optimizer.n_iterations += n
+        m.i_optimizer.n_iterations += n
 
     @property
     def n_users(self) -> int:
-        return len(self.model.u_latents)
+        return len(self._model.u_latents)
 
     @property
     def n_items(self) -> int:
-        return len(self.model.i_latents)
+        return len(self._model.i_latents)
 
     def _touch(self, order: OrderedDict, key: str, limit: int, latents: dict) -> None:
         order[key] = None
@@ -108,13 +201,13 @@ class ImplicitMF:
         while len(order) > limit:
             old, _ = order.popitem(last=False)
             latents.pop(old, None)
-            if latents is self.model.i_latents:
+            if latents is self._model.i_latents:
                 self._dirty.add(old)
 
     def scores(self, user: str, items: Sequence[str]) -> np.ndarray:
         """``user``'s score for each of ``items`` (0 for unknown users and items): one gather and
         one matrix-vector product over a cached copy of the item factors."""
-        u = self.model.u_latents.get(user)
+        u = self.model.u_latents.get(user)  # ``model``: queued updates applied first
         if u is None:
             return np.zeros(len(items), dtype=np.float64)
         self._sync()
