@@ -26,7 +26,7 @@ Examples
 from __future__ import annotations
 
 import math
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -113,7 +113,7 @@ class Recommendation:
 
 @dataclass(frozen=True)
 class RecResult:
-    items: list[Recommendation]
+    items: list  # Recommendation objects, or their ``to_dict()`` (``recommend_many(..., as_dicts=True)``)
     missing: int  # history posts not embedded yet (a later retry will see them)
 
 
@@ -170,11 +170,13 @@ def recommend_many(
     mf_scores: MfScores | None = None,
     config: RankConfig = RankConfig(),
     co_scores: CoScores | None = None,
+    as_dicts: bool = False,
 ) -> list[RecResult]:
     """:func:`recommend_detailed` for several users at the same instant: the catalog snapshot,
     the popularity and freshness columns and their candidate pools are computed once, and the
     users' similarities are one matrix product instead of a matrix-vector product each.  Each
-    result equals that user's :func:`recommend_detailed` at ``now``."""
+    result equals that user's :func:`recommend_detailed` at ``now``; with ``as_dicts`` its items
+    are the ``Recommendation.to_dict()`` of those items, built column-wise for all users at once."""
     shared = _Shared(catalog, now, config)
     view = shared.view
     interests = [p.interest(catalog.lookup, now) for p in profiles]
@@ -190,8 +192,9 @@ def recommend_many(
     zero = np.zeros(len(view), dtype=np.float32)
     scored = [_score_one(p, shared, sims.get(j, zero), mf_scores, config, co_scores) for j, p in enumerate(profiles)]
     ranked = [x for x in scored if x is not None]  # (candidates, features, scores): MMR for all at once
-    chosen = iter(_diversify([x[2] for x in ranked], view.embeddings, [x[0] for x in ranked], view.authors, k, config))
-    return [RecResult(_items(view, *x, next(chosen)) if x else [], m) for x, (_, m) in zip(scored, interests)]
+    picks = _diversify([x[2] for x in ranked], view.embeddings, [x[0] for x in ranked], view.authors, k, config)
+    chosen = iter(_item_dicts(view, ranked, picks) if as_dicts else [_items(view, *x, c) for x, c in zip(ranked, picks)])
+    return [RecResult(next(chosen) if x else [], m) for x, (_, m) in zip(scored, interests)]
 
 
 def _score_one(profile: UserProfile, shared: _Shared, sim: np.ndarray, mf_scores: MfScores | None,
@@ -234,6 +237,23 @@ def _items(view, cand: np.ndarray, feats: dict, score: np.ndarray, chosen: list[
     names, cols = tuple(feats), [f[at].tolist() for f in feats.values()]
     return [Recommendation(view.ids[r], view.authors[r], float(s), dict(zip(names, map(float, vals))))
             for r, s, *vals in zip(cand[at].tolist(), score[at].tolist(), *cols)]
+
+
+def _item_dicts(view, ranked: list, picks: list[list[int]]) -> list[list[dict]]:
+    """Each ranked user's chosen items as ``Recommendation.to_dict()`` gives them, without the
+    objects: every figure column is gathered and rounded once for all users."""
+    ats = [np.array(c, dtype=np.intp) for c in picks]
+    if not ats or not sum(map(len, ats)):
+        return [[] for _ in ats]
+    rows = np.concatenate([cand[at] for (cand, _, _), at in zip(ranked, ats)]).tolist()
+    scores = Recommendation._round(np.concatenate([s[at] for (_, _, s), at in zip(ranked, ats)]).tolist(), 5)
+    names = tuple(ranked[0][1])  # every user has the same features, in the same order
+    cols = [Recommendation._round(np.concatenate([f[name][at] for (_, f, _), at in zip(ranked, ats)]).tolist(), 4)
+            for name in names]
+    ids, authors = view.ids, view.authors
+    flat = iter([{"post_id": ids[r], "author_id": authors[r], "score": s, "reasons": dict(zip(names, vals))}
+                 for r, s, *vals in zip(rows, scores, *cols)])
+    return [list(islice(flat, len(at))) for at in ats]
 
 
 def _coengaged(profile: UserProfile, co_scores: CoScores | None, config: RankConfig) -> Mapping[str, float]:

@@ -28,7 +28,6 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -37,7 +36,7 @@ from processors.catalog import POPULARITY_HALF_LIFE_S, PostCatalog
 from processors.events import SCHEMA_VERSION, Engagement, Follow, Post
 from processors.profiles import ACTION_WEIGHTS, UserProfile
 from processors.protocols import FactorModel, IndexCache, index_of
-from processors.ranking import RankConfig, Recommendation, recommend_many
+from processors.ranking import RankConfig, recommend_many
 from processors.throttle import Throttle
 
 MODEL_VERSION = "ripple-hybrid-1"
@@ -387,10 +386,8 @@ class Recommender:
         out = []
         for i in range(0, len(profiles), SCORING_CHUNK):
             chunk = profiles[i:i + SCORING_CHUNK]
-            results = recommend_many(chunk, self.catalog, now, self.config.k, scorer, self.config.rank, co)
-            # the chunk's items in one list: their figures are rounded together, then dealt out again
-            items = iter(Recommendation.to_dicts([item for r in results for item in r.items]))
-            out += [self._message(p, r, now, list(islice(items, len(r.items)))) for p, r in zip(chunk, results)]
+            results = recommend_many(chunk, self.catalog, now, self.config.k, scorer, self.config.rank, co, as_dicts=True)
+            out += [self._message(p, r, now, r.items) for p, r in zip(chunk, results)]
         return out
 
     def _message(self, profile: UserProfile, result, now: float, items: list[dict]) -> dict:

@@ -5,7 +5,7 @@ import numpy as np
 from processors.catalog import PostCatalog
 from processors.profiles import UserProfile
 from processors.ranking import (RankConfig, Recommendation, _diversify, recommend,
-                                recommend_detailed)
+                                recommend_detailed, recommend_many)
 from processors.selection import best_first, top, top_set
 from processors.throttle import Throttle
 
@@ -198,6 +198,26 @@ def test_to_dicts_equals_each_to_dict():
     assert Recommendation.to_dicts([]) == []
     odd = [Recommendation("i", "a", 1, {"x": 2}), Recommendation("n", "a", np.float64(0.123456), {"y": np.float64(0.5)})]
     assert repr(Recommendation.to_dicts(odd)) == repr([r.to_dict() for r in odd])  # not floats: to_dict itself
+
+
+def test_as_dicts_items_are_each_items_to_dict():
+    """The message path builds item dicts column-wise for all users; they must be the objects'."""
+    cat = themed_catalog(n_per_theme=60)
+    rng = np.random.default_rng(5)
+    users = [UserProfile("new")]  # no history: popular/fresh pools only
+    for n in range(1, 9):
+        u = UserProfile(f"u{n}")
+        for i in rng.choice(180, size=n, replace=False):
+            post = cat.snapshot(0.0).ids[int(i)]
+            u.apply_engagement("like", post, cat.author_of(post), ts=0.0)
+        users.append(u)
+    mf = lambda user, ids: np.linspace(-0.2, 1.2, len(ids))  # clipped to [0, 1] by the blend
+    args = (users, cat, 3.0, 7, mf, RankConfig(max_candidates=50, per_source=20))
+    objects, dicts = recommend_many(*args), recommend_many(*args, as_dicts=True)
+    assert [r.missing for r in dicts] == [r.missing for r in objects]
+    assert json.dumps([r.items for r in dicts]) == json.dumps([[i.to_dict() for i in r.items] for r in objects])
+    assert sum(len(r.items) for r in dicts) == 9 * 7
+    assert recommend_many([], cat, 0.0, as_dicts=True) == []
 
 
 def test_pool_path_affinity_and_exclusions():
