@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     engage_rec_budget_s: float = Field(
         0.1, ge=0, description="Most seconds the 'batch' engagement engine spends scoring recommendations per batch; "
         "users left over are scored first in the next batch, with their newest state (0: no limit).")
+    gc_threshold: int = Field(
+        20_000, ge=0, description="Young-generation threshold of Python's garbage collector in the worker (Python's "
+        "default is 700); start-up objects are also frozen out of collections.  Fewer full collections over a large "
+        "heap: a shorter latency tail (0: Python's defaults).")
     session_timeout_s: float = Field(60.0, ge=1, description="Consumer group session timeout: a silent worker's "
                                      "partitions move after this long.")
 

@@ -161,11 +161,12 @@ async def passthrough_baseline(bootstrap: str, n: int, **client_kwargs) -> float
 
 
 async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path, batch: int = 0,
-                         timeout_s: float = 600) -> float:
+                         timeout_s: float = 600, gc_threshold: int = 0) -> float:
     """Events/s of a bare Faust agent (:mod:`streams.faust_baseline`) over ``n`` likes written
     beforehand: decode → (table write) → send, one event at a time or, with ``batch``, in
-    ``stream.take_events(batch)`` micro-batches.  Measured like the worker:
-    from the first to the last output record's Kafka timestamp, so start-up is excluded."""
+    ``stream.take_events(batch)`` micro-batches, with the worker's garbage-collector tuning
+    (``gc_threshold``).  Measured like the worker: from the first to the last output record's
+    Kafka timestamp, so start-up is excluded."""
     from ripple.demo import stop_worker
 
     tag = uuid.uuid4().hex[:6]
@@ -175,7 +176,7 @@ async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streams.faust_baseline", bootstrap, f"bench-faust-{tag}", src, dst,
-                                 *(["--table"] if table else []), "--batch", str(batch),
+                                 *(["--table"] if table else []), "--batch", str(batch), "--gc-threshold", str(gc_threshold),
                                  "--datadir", str(log_path.parent / f"faust-{tag}")],
                                 stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -206,7 +207,8 @@ def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
         for key, what, table, batch in faust_baselines:
             say(f"baseline: {what}")
             results[key] = asyncio.run(faust_baseline(b, config.events, table=table, batch=batch,
-                                                      log_path=settings.home / "bench" / "faust-baseline.log"))
+                                                      log_path=settings.home / "bench" / "faust-baseline.log",
+                                                      gc_threshold=settings.gc_threshold))
 
     posts = _posts(config.posts)
     results["engines"] = {}

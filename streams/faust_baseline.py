@@ -15,7 +15,7 @@ import logging
 
 import faust
 
-from streams import wire
+from streams import gc_tuning, wire
 
 
 def build(broker: str, app_id: str, src: str, dst: str, *, table: bool, batch: int = 0,
@@ -60,11 +60,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=0, metavar="N",
                         help="take events in micro-batches of up to N (stream.take_events) instead of one at a time")
     parser.add_argument("--datadir", metavar="DIR", help="Faust's data directory (default: ./APP_ID-data)")
+    parser.add_argument("--gc-threshold", type=int, default=0, metavar="N",
+                        help="the worker's garbage-collector tuning (RIPPLE_GC_THRESHOLD; default 0: Python's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     app = build(args.broker, args.app_id, args.src, args.dst, table=args.table, batch=args.batch,
                 datadir=args.datadir)
-    faust.Worker(app, loglevel="warning").execute_from_commandline()
+    worker = faust.Worker(app, loglevel="warning")
+    gc_tuning.tune(args.gc_threshold)
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

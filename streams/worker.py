@@ -15,7 +15,7 @@ from processors.recommender import Recommender, RecommenderConfig
 from processors.replies import ReplyConfig, ReplySuggester
 from processors.reply_bank import ResponseBank
 from ripple.settings import Settings
-from streams import metrics, security
+from streams import gc_tuning, metrics, security
 from streams.app import TABLES, all_topics, build_app
 from streams.broker import create_topics
 from streams.client import partition_counts
@@ -86,4 +86,6 @@ def run_worker(settings: Settings) -> None:
                          "check RIPPLE_BROKER and RIPPLE_SECURITY_PROTOCOL / RIPPLE_SASL_*") from None
     rt = build_app(settings, embedder, recommender_for(settings, embedder.dim),
                    replies=replies_for(settings, embedder, sentiment), sentiment=sentiment)
-    faust.Worker(rt.app, loglevel=settings.log_level).execute_from_commandline()
+    worker = faust.Worker(rt.app, loglevel=settings.log_level)
+    gc_tuning.tune(settings.gc_threshold)  # start-up done: freeze it out of collections (streams/gc_tuning.py)
+    worker.execute_from_commandline()
