@@ -50,6 +50,29 @@ def _property_check(spec: dict) -> Callable[[object], bool]:
     has_const, const = "const" in spec, spec.get("const")
     min_len, max_len, minimum = spec.get("minLength"), spec.get("maxLength"), spec.get("minimum")
 
+    # the shapes Ripple's schemas use, as one expression each (every event runs them)
+    if types == ["string"] and not has_const and minimum is None:
+        lo, hi = min_len or 0, max_len
+
+        def check_string(value: object) -> bool:
+            return isinstance(value, str) and lo <= len(value) and (hi is None or len(value) <= hi)
+
+        return check_string
+    if types == ["number"] and not has_const and min_len is None and max_len is None:
+
+        def check_number(value: object) -> bool:  # ``not v < minimum``: what the general check does for NaN
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                minimum is None or not value < minimum)
+
+        return check_number
+    numeric_const = isinstance(const, (int, float)) and not isinstance(const, bool)
+    if types is None and has_const and numeric_const and min_len is None and max_len is None and minimum is None:
+
+        def check_const(value: object) -> bool:  # a numeric const: equal by value, never a boolean
+            return value == const and not isinstance(value, bool)
+
+        return check_const
+
     def check(value: object) -> bool:
         # JSON Schema const compares numbers by value (1 == 1.0) but never booleans with numbers
         if has_const and not (value == const and isinstance(value, bool) == isinstance(const, bool)):

@@ -53,3 +53,18 @@ def test_unsupported_keywords_are_refused():
         compile_schema({"type": "object", "properties": {"a": {"type": "string", "pattern": "^x"}}})
     with pytest.raises(ValueError):
         compile_schema({"type": "object", "additionalProperties": False})
+
+
+SPECS = [  # the shapes with a fast path (first four) and ones that take the general check
+    {"type": "string", "minLength": 1, "maxLength": 128}, {"type": "string"}, {"type": "number", "minimum": 0},
+    {"const": 1}, {"type": "number"}, {"const": "x"}, {"const": True}, {"const": 1, "type": "integer"},
+    {"type": ["string", "null"], "maxLength": 1}, {"type": "integer", "minimum": 1}, {"type": "boolean"},
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[str(s) for s in SPECS])
+def test_each_property_shape_agrees_with_jsonschema(spec):
+    doc_schema = {"type": "object", "properties": {"a": spec}}
+    check, validator = compile_schema(doc_schema), Draft202012Validator(doc_schema)
+    for value in VALUES + [float("nan"), -0.0, 0.0, 1.0, -1e-9, "é", "x" * 2]:
+        assert check({"a": value}) == validator.is_valid({"a": value}), value
