@@ -28,7 +28,7 @@ from processors.recommender import Recommender
 from processors.replies import ReplySuggester
 from processors.sentiment_protocol import SentimentAnalyzer
 from ripple.settings import Settings
-from streams import metrics, security
+from streams import metrics, security, wire
 
 log = logging.getLogger("ripple.worker")
 
@@ -244,6 +244,7 @@ def build_app(
     from streams import agents
 
     (settings.home / "worker").mkdir(parents=True, exist_ok=True)
+    wire.keep_faust_json_stdlib()  # table keys byte for byte as before orjson was installed
     if settings.processing_guarantee == "exactly_once":
         _flush_buffered_sends_before_transaction_commit()
     app = faust.App(

@@ -20,6 +20,7 @@ from streams import gc_tuning, wire
 
 def build(broker: str, app_id: str, src: str, dst: str, *, table: bool, batch: int = 0,
           datadir: str | None = None) -> faust.App:
+    wire.keep_faust_json_stdlib()  # as the worker's Faust app
     app = faust.App(app_id, broker=[f"kafka://{b.strip()}" for b in broker.split(",")], store="memory://",
                     datadir=datadir or f"{app_id}-data",
                     web_enabled=False, key_serializer="raw", value_serializer="json", topic_partitions=4,
