@@ -96,6 +96,7 @@ PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 INFERENCE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+GC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
 
 # --- the metrics (each declared exactly once) -------------------------------------------------
 EVENTS_CONSUMED = Counter(
@@ -135,11 +136,14 @@ CONSUMER_LAG = Gauge(
     ["topic", "partition"], registry=REGISTRY)
 REBALANCES = Counter(
     "ripple_rebalances", "Consumer-group rebalances this worker took part in.", registry=REGISTRY)
+GC_PAUSE_SECONDS = Histogram(
+    "ripple_gc_pause_seconds", "Pauses of Python's cyclic garbage collector in the worker (every generation).",
+    buckets=GC_BUCKETS, registry=REGISTRY)
 
 #: every Ripple metric, for tests and docs (the ``ripple_faust_*`` ones belong to Faust)
 ALL_METRICS = (EVENTS_CONSUMED, DEAD_LETTERS, PROCESSING_SECONDS, EVENT_TO_RECOMMENDATION_SECONDS,
                RECOMMENDATIONS_PUBLISHED, RECOMMENDATIONS_DEFERRED, SUGGESTIONS_PUBLISHED, MODEL_UPDATES, ONNX_BATCH_SIZE,
-               ONNX_INFERENCE_SECONDS, EMBEDDING_QUEUE_DEPTH, CONSUMER_LAG, REBALANCES)
+               ONNX_INFERENCE_SECONDS, EMBEDDING_QUEUE_DEPTH, CONSUMER_LAG, REBALANCES, GC_PAUSE_SECONDS)
 
 # Zero-initialise the fixed label combinations so rate()/increase() see the first event.
 for _topic, _kind in INPUT_TOPICS.items():
@@ -455,3 +459,21 @@ def start_http(host: str = "127.0.0.1", port: int = 0) -> MetricsServer:
     return MetricsServer(host=bound_host, port=bound_port, _httpd=httpd)
 
 
+# --- garbage collector --------------------------------------------------------------------------
+_gc_started: list[float] = []
+
+
+def _on_gc(phase: str, info: dict) -> None:
+    if phase == "start":
+        _gc_started.append(time.perf_counter())
+    elif _gc_started:
+        GC_PAUSE_SECONDS.observe(time.perf_counter() - _gc_started.pop())
+
+
+def watch_gc_pauses() -> None:
+    """Time every collection into ``ripple_gc_pause_seconds`` (idempotent).  A full collection
+    walks the whole heap; such pauses were the worker's latency tail (see streams/gc_tuning.py)."""
+    import gc
+
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)

@@ -88,4 +88,5 @@ def run_worker(settings: Settings) -> None:
                    replies=replies_for(settings, embedder, sentiment), sentiment=sentiment)
     worker = faust.Worker(rt.app, loglevel=settings.log_level)
     gc_tuning.tune(settings.gc_threshold)  # start-up done: freeze it out of collections (streams/gc_tuning.py)
+    metrics.watch_gc_pauses()
     worker.execute_from_commandline()

@@ -65,6 +65,11 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
         Panel("Processing latency per agent", "s", _quantiles("ripple_processing_seconds", "agent")),
         Panel("Event to recommendation latency", "s", _quantiles("ripple_event_to_recommendation_seconds"),
               "From a user's oldest event not yet reflected (Kafka timestamp) to publishing their recommendations."),
+        Panel("Garbage-collector pauses", "short", (
+            ("seconds paused per second", f"sum(rate(ripple_gc_pause_seconds_sum[{WINDOW}]))"),
+            ("collections per second", f"sum(rate(ripple_gc_pause_seconds_count[{WINDOW}]))")),
+              "Python's cyclic collector in the workers (RIPPLE_GC_THRESHOLD). Long full collections show up "
+              "as the latency tail."),
     )),
     ("Dead letters", (
         Panel("Dead letters by reason", "ops", (

@@ -319,3 +319,16 @@ def test_exposition_over_http_on_loopback():
     assert 'ripple_events_consumed_total{kind="post",topic="posts"}' in body
     assert "# TYPE ripple_event_to_recommendation_seconds histogram" in body
     assert "process_cpu_seconds_total" in body
+
+
+def test_gc_pauses_are_timed():
+    import gc
+
+    count = lambda: metrics.REGISTRY.get_sample_value("ripple_gc_pause_seconds_count")
+    metrics.watch_gc_pauses()
+    metrics.watch_gc_pauses()  # idempotent: one hook
+    before = count()
+    gc.collect()
+    gc.collect(0)
+    assert count() - before == 2
+    assert metrics.REGISTRY.get_sample_value("ripple_gc_pause_seconds_sum") > 0
