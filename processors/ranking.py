@@ -74,25 +74,9 @@ class Recommendation:
                 "reasons": {k: round(v, 4) for k, v in self.reasons.items()}}
 
     @staticmethod
-    def to_dicts(items: Sequence[Recommendation]) -> list[dict]:
-        """``[r.to_dict() for r in items]``, the figures of all rounded at once (see :meth:`_round`).
-
-        >>> r = Recommendation("p", "a", 0.123456, {"similarity": 0.03125, "factors": -1e-9})
-        >>> Recommendation.to_dicts([r]) == [r.to_dict()]
-        True
-        """
-        reasons = [r.reasons for r in items]
-        figures = list(chain.from_iterable(map(dict.values, reasons)))
-        scores = [r.score for r in items]
-        if {*map(type, figures), *map(type, scores)} != {float}:  # ints, numpy scalars, nothing: as to_dict
-            return [r.to_dict() for r in items]
-        rounded = iter(Recommendation._round(figures, 4))  # each zip below takes its own item's figures
-        return [{"post_id": r.post_id, "author_id": r.author_id, "score": s, "reasons": dict(zip(k, rounded))}
-                for r, s, k in zip(items, Recommendation._round(scores, 5), reasons)]
-
-    @staticmethod
     def _round(values: list[float], ndigits: int) -> list[float]:
-        """``[round(v, ndigits) for v in values]``, bit for bit, with a few numpy calls.
+        """``[round(v, ndigits) for v in values]``, bit for bit, with a few numpy calls (the
+        messages' figures of a whole chunk of users at once, see :func:`_item_dicts`).
 
         ``round`` answers the double nearest ``N / 10**ndigits``, ``N`` the integer nearest the
         exact ``v * 10**ndigits`` (ties to even).  The product rounded to a double lies on the same

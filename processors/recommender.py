@@ -387,11 +387,11 @@ class Recommender:
         for i in range(0, len(profiles), SCORING_CHUNK):
             chunk = profiles[i:i + SCORING_CHUNK]
             results = recommend_many(chunk, self.catalog, now, self.config.k, scorer, self.config.rank, co, as_dicts=True)
-            out += [self._message(p, r, now, r.items) for p, r in zip(chunk, results)]
+            out += [self._message(p, r, now) for p, r in zip(chunk, results)]
         return out
 
-    def _message(self, profile: UserProfile, result, now: float, items: list[dict]) -> dict:
-        """The message for ``result``, whose items are ``items`` (as ``Recommendation.to_dict``)."""
+    def _message(self, profile: UserProfile, result, now: float) -> dict:
+        """The message for ``result``, whose items are already ``Recommendation.to_dict``'s."""
         if result.missing:
             self.throttle.retry(profile.user_id)
         return {
@@ -401,5 +401,5 @@ class Recommender:
             "generated_at": now,
             "model_version": self.model_version,
             "based_on_events": profile.events,
-            "items": items,
+            "items": result.items,
         }

@@ -267,8 +267,8 @@ def _worker_run(s: Settings, config: BenchConfig, posts: list[dict], say, **auth
 async def _latency_run(bootstrap: str, s: Settings, config: BenchConfig, **client_kwargs) -> dict:
     """Offer ``config.rate`` events/s, each from a new user, and time each user's first
     recommendation twice: to its ``generated_at`` (scored) and to the moment a downstream
-    consumer, reading the whole time, received it (delivered: adds the worker's producer linger,
-    the broker round trip and the fetch)."""
+    consumer, reading the whole time, received it (delivered: adds the worker's send, the broker
+    round trip and the fetch)."""
     n = int(config.rate * config.latency_seconds)
     tag = uuid.uuid4().hex[:6]
     topic = s.topic("recommendations")

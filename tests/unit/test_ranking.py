@@ -185,21 +185,6 @@ def test_vectorised_rounding_is_pythons_round_bit_for_bit():
         assert list(map(bits, got)) == [bits(round(v, nd)) for v in values], nd
 
 
-def test_to_dicts_equals_each_to_dict():
-    rng = np.random.default_rng(3)
-    names = ("similarity", "factors", "coengagement", "freshness", "popularity", "affinity")
-    items = [Recommendation(f"p{i}", f"a{i % 3}", float(rng.normal()), dict(zip(names, map(float, rng.random(6) - 0.1))))
-             for i in range(50)]
-    items.append(Recommendation("tie", "a", 0.015625, {"affinity": 0.03125, "similarity": -0.00005, "factors": 0.0}))
-    items.append(Recommendation("few", "a", 1.0, {}))  # another key set: each item keeps its own keys
-    want = [r.to_dict() for r in items]
-    got = Recommendation.to_dicts(items)
-    assert json.dumps(got) == json.dumps(want) and [list(d["reasons"]) for d in got] == [list(d["reasons"]) for d in want]
-    assert Recommendation.to_dicts([]) == []
-    odd = [Recommendation("i", "a", 1, {"x": 2}), Recommendation("n", "a", np.float64(0.123456), {"y": np.float64(0.5)})]
-    assert repr(Recommendation.to_dicts(odd)) == repr([r.to_dict() for r in odd])  # not floats: to_dict itself
-
-
 def test_as_dicts_items_are_each_items_to_dict():
     """The message path builds item dicts column-wise for all users; they must be the objects'."""
     cat = themed_catalog(n_per_theme=60)
