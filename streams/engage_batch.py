@@ -57,7 +57,12 @@ def changelog_topic(rt: Runtime) -> str:
 
 def group_id(rt: Runtime) -> str:
     """The engine's consumer group (not the Faust app's: another assignor, another protocol)."""
-    return f"{rt.settings.app_id}-engage"
+    return consumer_group(rt.settings)
+
+
+def consumer_group(settings) -> str:
+    """:func:`group_id` of a worker configured by ``settings``."""
+    return f"{settings.app_id}-engage"
 
 
 class EngagementEngine(ConsumerRebalanceListener):
