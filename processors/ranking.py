@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from itertools import chain, islice, repeat
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -40,6 +40,13 @@ from processors.selection import best_first, top, top_set
 MfScores = Callable[[str, Sequence[str]], np.ndarray]
 #: ``(recent post ids newest first, their weights) → {post_id: score}`` for co-engaged posts only
 CoScores = Callable[[Sequence[str], np.ndarray], Mapping[str, float]]
+
+
+class CoIndex(Protocol):
+    """Co-engagement scores of many users over a list of post ids at once (``CoEngagement``)."""
+
+    def over_many(self, recents: Sequence[Sequence[str]], weights: Sequence[np.ndarray], ids: Sequence[str],
+                  version) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,10 @@ def recommend_detailed(
     return recommend_many([profile], catalog, now, k, mf_scores, config, co_scores)[0]
 
 
+#: catalog rows × users of co-engagement scores computed together (1 MiB of float64)
+CO_BLOCK_CELLS = 1 << 17
+
+
 class _Shared:
     """The columns every user's ranking at one instant shares: computed once per batch."""
 
@@ -155,12 +166,15 @@ def recommend_many(
     config: RankConfig = RankConfig(),
     co_scores: CoScores | None = None,
     as_dicts: bool = False,
+    co_index: CoIndex | None = None,
 ) -> list[RecResult]:
     """:func:`recommend_detailed` for several users at the same instant: the catalog snapshot,
     the popularity and freshness columns and their candidate pools are computed once, and the
     users' similarities are one matrix product instead of a matrix-vector product each.  Each
     result equals that user's :func:`recommend_detailed` at ``now``; with ``as_dicts`` its items
-    are the ``Recommendation.to_dict()`` of those items, built column-wise for all users at once."""
+    are the ``Recommendation.to_dict()`` of those items, built column-wise for all users at once.
+    With ``co_index`` (in place of ``co_scores=co_index.scores``) every user's co-engagement over
+    the catalog comes from one :meth:`CoIndex.over_many` call, with the same figures."""
     shared = _Shared(catalog, now, config)
     view = shared.view
     interests = [p.interest(catalog.lookup, now) for p in profiles]
@@ -174,7 +188,18 @@ def recommend_many(
         rows = np.stack([interests[j][0] for j in known]) @ view.embeddings.T  # (users, posts), rows contiguous
         sims = {j: rows[i] for i, j in enumerate(known)}
     zero = np.zeros(len(view), dtype=np.float32)
-    scored = [_score_one(p, shared, sims.get(j, zero), mf_scores, config, co_scores) for j, p in enumerate(profiles)]
+    co_rows: Sequence[np.ndarray | None] = [None] * len(profiles)
+    scored = []
+    # with ``co_index``, users in blocks whose co-engagement rows stay in cache until scored
+    block = max(1, CO_BLOCK_CELLS // len(view) if co_index is not None else len(profiles))
+    for start in range(0, len(profiles), block):
+        users = profiles[start:start + block]
+        if co_index is not None:
+            recents = [_recent(p, config) for p in users]
+            co_rows = co_index.over_many(recents, [config.co_decay ** np.arange(len(r), dtype=np.float64) for r in recents],
+                                         view.ids, view.version)
+        scored += [_score_one(p, shared, sims.get(j, zero), mf_scores, config, None if co_index else co_scores,
+                              co_rows[j - start]) for j, p in enumerate(users, start)]
     ranked = [x for x in scored if x is not None]  # (candidates, features, scores): MMR for all at once
     picks = _diversify([x[2] for x in ranked], view.embeddings, [x[0] for x in ranked], view.authors, k, config)
     chosen = iter(_item_dicts(view, ranked, picks) if as_dicts else [_items(view, *x, c) for x, c in zip(ranked, picks)])
@@ -182,12 +207,16 @@ def recommend_many(
 
 
 def _score_one(profile: UserProfile, shared: _Shared, sim: np.ndarray, mf_scores: MfScores | None,
-               config: RankConfig, co_scores: CoScores | None) -> tuple[np.ndarray, dict, np.ndarray] | None:
-    """The user's candidate rows, their features and blended scores (``None``: no candidates)."""
+               config: RankConfig, co_scores: CoScores | None,
+               co_rows: np.ndarray | None = None) -> tuple[np.ndarray, dict, np.ndarray] | None:
+    """The user's candidate rows, their features and blended scores (``None``: no candidates).
+    ``co_rows``: the user's co-engagement of every catalog row, when already known."""
     view, pop, fresh = shared.view, shared.pop, shared.fresh
-    co_by_id = _coengaged(profile, co_scores, config)
-    # co-engagement over every catalog row at once, when the scores can say so (CoScoreVector)
-    co_rows = co_by_id.over(view.ids, view.version) if co_by_id and hasattr(co_by_id, "over") else None
+    co_by_id: Mapping[str, float] = {}
+    if co_rows is None:
+        co_by_id = _coengaged(profile, co_scores, config)
+        # co-engagement over every catalog row at once, when the scores can say so (CoScoreVector)
+        co_rows = co_by_id.over(view.ids, view.version) if co_by_id and hasattr(co_by_id, "over") else None
 
     liked, liked_aff = _liked_rows(profile, view)
     cand, ids = _candidates(profile, view, sim, shared, co_by_id, config, co_rows, liked)
@@ -231,26 +260,38 @@ def _item_dicts(view, ranked: list, picks: list[list[int]]) -> list[list[dict]]:
         return [[] for _ in ats]
     rows = np.concatenate([cand[at] for (cand, _, _), at in zip(ranked, ats)]).tolist()
     scores = Recommendation._round(np.concatenate([s[at] for (_, _, s), at in zip(ranked, ats)]).tolist(), 5)
-    names = tuple(ranked[0][1])  # every user has the same features, in the same order
+    # every user has _score_one's features, in its order; the dicts are spelt out (a dict display is
+    # built in one step, ``dict(zip(names, ...))`` is not); tests compare them with ``to_dict``
     cols = [Recommendation._round(np.concatenate([f[name][at] for (_, f, _), at in zip(ranked, ats)]).tolist(), 4)
-            for name in names]
+            for name in ("similarity", "factors", "coengagement", "freshness", "popularity", "affinity")]
     ids, authors = view.ids, view.authors
-    flat = iter([{"post_id": ids[r], "author_id": authors[r], "score": s, "reasons": dict(zip(names, vals))}
-                 for r, s, *vals in zip(rows, scores, *cols)])
+    flat = iter([{"post_id": ids[r], "author_id": authors[r], "score": s,
+                  "reasons": {"similarity": a, "factors": b, "coengagement": c, "freshness": d, "popularity": e,
+                              "affinity": f}}
+                 for r, s, a, b, c, d, e, f in zip(rows, scores, *cols)])
     return [list(islice(flat, len(at))) for at in ats]
 
 
 def _coengaged(profile: UserProfile, co_scores: CoScores | None, config: RankConfig) -> Mapping[str, float]:
     """Co-engagement scores of posts for the user's ``co_recent`` newest distinct history posts."""
-    if co_scores is None or config.w_coengagement == 0 or config.co_recent <= 0 or not profile.history:
+    if co_scores is None:
         return {}
+    recent = _recent(profile, config)
+    return co_scores(recent, config.co_decay ** np.arange(len(recent), dtype=np.float64)) if recent else {}
+
+
+def _recent(profile: UserProfile, config: RankConfig) -> list[str]:
+    """The user's ``co_recent`` newest distinct positively engaged posts, newest first (none when
+    co-engagement is off)."""
     recent: list[str] = []
+    if config.w_coengagement == 0 or config.co_recent <= 0:
+        return recent
     for post_id, w, _ in reversed(profile.history):
         if w > 0 and post_id not in recent:
             recent.append(post_id)
             if len(recent) == config.co_recent:
                 break
-    return co_scores(recent, config.co_decay ** np.arange(len(recent), dtype=np.float64))
+    return recent
 
 
 def _candidates(profile: UserProfile, view, sim, shared: _Shared, co_by_id: Mapping[str, float],

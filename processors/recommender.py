@@ -146,6 +146,7 @@ class CoEngagement:
         self._rows_cache = IndexCache()
         self._learnt = 0  # engagements learnt: the key of ``_norms``'s cache
         self._norms_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._columns_cache: tuple | None = None  # see ``_columns``
 
     def learn(self, post_id: str, previous: Sequence[str]) -> None:
         """One engagement with ``post_id`` by a user whose earlier posts were ``previous`` (oldest first)."""
@@ -199,6 +200,50 @@ class CoEngagement:
         if dead.size:
             acc[dead] = 0.0
         return CoScoreVector(self, acc, padded_at=self.slot_version)
+
+    def over_many(self, recents: Sequence[Sequence[str]], weights: Sequence[np.ndarray], ids: Sequence[str],
+                  version) -> np.ndarray:
+        """``scores(recents[u], weights[u]).over(ids, version)`` for every user ``u``, bit for bit,
+        as one (users × ``len(ids)``) array: one ``bincount`` for the users' entries together,
+        each entry binned in its user's row, so every score sums the same products in the same
+        order as :meth:`scores`."""
+        n = len(ids)
+        slot, pairs, count = self._slot, self._pairs, self._n
+        idx, cnt, scale, users = [], [], [], []
+        for u, (recent, w) in enumerate(zip(recents, weights)):
+            for post_id, wt in zip(recent, w.tolist() if isinstance(w, np.ndarray) else w):
+                s = slot.get(post_id)
+                if s is None or wt == 0 or not pairs[s].pos:
+                    continue
+                i, c = pairs[s].arrays()
+                idx.append(i)
+                cnt.append(c)
+                scale.append(float(wt) / math.sqrt(count[s]))
+                users.append(u)
+        if not idx or not n:
+            return np.zeros((len(recents), n))
+        column, norm = self._columns(ids, version)
+        sizes = list(map(len, idx))
+        vals = np.concatenate(cnt) * np.repeat(scale, sizes)
+        at = np.repeat(np.array(users, dtype=np.int64) * (n + 1), sizes) + column[np.concatenate(idx)]
+        acc = np.bincount(at, weights=vals, minlength=len(recents) * (n + 1)).reshape(len(recents), n + 1)
+        return acc[:, :n] / norm
+
+    def _columns(self, ids: Sequence[str], version) -> tuple[np.ndarray, np.ndarray]:
+        """For :meth:`over_many`: each slot's position in ``ids`` (``len(ids)`` if none, and for the
+        padding slot) and each id's ``sqrt(n)`` (1 where none: those score 0 anyway); cached while
+        ``version``, the slots and the counts stay the same.  Ids name live posts only (n >= 1),
+        so no forgotten slot is read and none needs zeroing, unlike in :meth:`scores`."""
+        key = (version, self.slot_version, self._learnt)
+        if self._columns_cache is None or self._columns_cache[0] != key:
+            slots = self.rows_for(ids, version)  # each id's slot (-1: none)
+            have = slots >= 0
+            column = np.full(len(self._post) + 1, len(ids), dtype=np.int64)
+            column[slots[have]] = np.flatnonzero(have)
+            norm = np.ones(len(ids))
+            norm[have] = np.sqrt(self._n[slots[have]])
+            self._columns_cache = (key, column, norm)
+        return self._columns_cache[1:]
 
     def _norms(self) -> tuple[np.ndarray, np.ndarray]:
         """``sqrt(n)`` per live slot (1 for forgotten slots and the padding slot) and the forgotten
@@ -382,11 +427,11 @@ class Recommender:
         product; see :func:`processors.ranking.recommend_many`)."""
         now = self.clock()
         scorer = self.factors.scores if self.factors is not None else None
-        co = self.coengagement.scores if self.coengagement is not None else None
         out = []
         for i in range(0, len(profiles), SCORING_CHUNK):
             chunk = profiles[i:i + SCORING_CHUNK]
-            results = recommend_many(chunk, self.catalog, now, self.config.k, scorer, self.config.rank, co, as_dicts=True)
+            results = recommend_many(chunk, self.catalog, now, self.config.k, scorer, self.config.rank, as_dicts=True,
+                                     co_index=self.coengagement)
             out += [self._message(p, r, now) for p, r in zip(chunk, results)]
         return out
 

@@ -218,6 +218,13 @@ def test_coengagement_scores_are_bit_identical_to_the_direct_sum_through_forgett
         live = {co._post[s] for s in np.flatnonzero(want > 0).tolist()}
         assert set(got) == live and len(got) == len(live) and bool(got) == bool(live), step
         assert all(got[p] == want[co._slot[p]] for p in live), step
+        # several users at once (one with a zero weight, one with nothing known): each row bit for bit
+        recents = [recent, list(dict.fromkeys(reversed(histories[(step // 25) % 12])))[:6], ["never"], []]
+        weights_of = [weights, np.array([1.0, 0.0, 0.5, 0.25, 0.1, 0.3])[: len(recents[1])], np.ones(1), np.ones(0)]
+        rows = co.over_many(recents, weights_of, ids, ("catalog", 1))
+        assert rows.shape == (4, len(ids))
+        for row, r, w in zip(rows, recents, weights_of):
+            assert row.tobytes() == co.scores(r, w).over(ids, ("catalog", 1)).tobytes(), step
         if held is not None:  # slots have changed since
             vec, figures = held
             stale = np.array([figures[s] if 0 <= s < figures.size else 0.0 for s in slot])
@@ -279,3 +286,31 @@ def test_messages_carry_each_recommendations_to_dict_in_order():
     assert [d["user_id"] for d in docs] == [p.user_id for p in users]
     assert json.dumps([d["items"] for d in docs]) == json.dumps(items)
     assert [len(d["items"]) for d in docs] == [3 if p is jaded else 10 for p in users]
+
+
+def test_co_index_path_gives_the_co_scores_paths_messages(monkeypatch):
+    """``recommend_many(co_index=...)`` (every user's co-engagement row from one ``over_many``
+    call per block of users) ranks exactly as ``co_scores=co.scores`` (one user at a time): the
+    same items, figures and order, byte for byte, with the users split in several blocks."""
+    import json
+    import random
+
+    from processors import ranking
+
+    rng, r = np.random.default_rng(3), random.Random(4)
+    rec = Recommender(dim=8, factors=ImplicitMF(n_factors=4, seed=2), clock=lambda: 1000.0)
+    n_posts = 1200  # past max_candidates: the co-engagement pool is used
+    emb = rng.normal(size=(n_posts, 8)).astype(np.float32)
+    rec.on_posts([Post(f"p{i}", f"a{i % 30}", "", 900.0 + i * 0.05) for i in range(n_posts)], emb)
+    profiles = {}
+    for _ in range(4000):
+        u = f"u{r.randrange(50)}"
+        p = profiles.setdefault(u, UserProfile(u))
+        rec.on_engagement(Engagement("like", u, f"p{r.randrange(n_posts)}", 990.0), p)
+    users = [*profiles.values(), UserProfile("newcomer")]
+    args = (users, rec.catalog, 1000.0, 10, rec.factors.scores, rec.config.rank)
+    monkeypatch.setattr(ranking, "CO_BLOCK_CELLS", 7 * n_posts)  # blocks of 7 users
+    one_by_one = ranking.recommend_many(*args, co_scores=rec.coengagement.scores, as_dicts=True)
+    together = ranking.recommend_many(*args, as_dicts=True, co_index=rec.coengagement)
+    assert json.dumps([x.items for x in together]) == json.dumps([x.items for x in one_by_one])
+    assert sum(any(i["reasons"]["coengagement"] > 0 for i in x.items) for x in together) > 40  # co-engagement counts
