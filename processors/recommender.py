@@ -26,6 +26,7 @@ import math
 import random
 import time
 import uuid
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
@@ -64,47 +65,43 @@ class RecommenderConfig:
 
 
 class _Neighbours:
-    """One post's co-engaged posts: slots and counts in growable numpy arrays (scoring reads them
-    without a copy) plus a ``slot → position`` dict for the increments."""
+    """One post's co-engaged posts: slots and counts in typed arrays (``array.array``: an increment
+    or an append costs no numpy call) plus a ``slot → position`` dict; :meth:`arrays` copies them
+    into numpy for scoring, once per change."""
 
     __slots__ = ("idx", "cnt", "pos", "_view")
 
-    def __init__(self, capacity: int = 8):
-        self.idx = np.empty(capacity, dtype=np.int64)
-        self.cnt = np.empty(capacity, dtype=np.float64)
+    def __init__(self):
+        self.idx = array("q")
+        self.cnt = array("d")
         self.pos: dict[int, int] = {}
-        self._view: tuple[np.ndarray, np.ndarray] | None = None  # ``arrays()``, until a neighbour comes or goes
+        self._view: tuple[np.ndarray, np.ndarray] | None = None  # ``arrays()``, until the next change
 
     def __len__(self) -> int:
         return len(self.pos)
 
     def add(self, other: int) -> None:
         p = self.pos.get(other)
-        if p is not None:
+        if p is None:
+            self.pos[other] = len(self.idx)
+            self.idx.append(other)
+            self.cnt.append(1.0)
+        else:
             self.cnt[p] += 1.0
-            return
-        p = len(self.pos)
-        if p == self.idx.size:
-            self.idx = np.concatenate([self.idx, np.empty_like(self.idx)])
-            self.cnt = np.concatenate([self.cnt, np.empty_like(self.cnt)])
-        self.pos[other] = p
-        self.idx[p] = other
-        self.cnt[p] = 1.0
         self._view = None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """Slots and counts as numpy arrays (copies: later changes do not show through)."""
         if self._view is None:
-            n = len(self.pos)
-            self._view = self.idx[:n], self.cnt[:n]  # views: increments show through
+            self._view = np.array(self.idx, dtype=np.int64), np.array(self.cnt, dtype=np.float64)
         return self._view
 
     def keep(self, rows: np.ndarray, idx: np.ndarray | None = None) -> None:
         """Keep only positions ``rows`` (in that order), with slots renumbered to ``idx`` if given."""
-        self.idx = np.array(self.idx[rows] if idx is None else idx, dtype=np.int64)
-        self.cnt = np.array(self.cnt[rows], dtype=np.float64)
-        self.pos = {o: i for i, o in enumerate(self.idx.tolist())}
-        if self.idx.size == 0:
-            self.idx, self.cnt = np.empty(8, dtype=np.int64), np.empty(8, dtype=np.float64)
+        slots, counts = self.arrays()
+        self.idx = array("q", np.asarray(slots[rows] if idx is None else idx, dtype=np.int64).tobytes())
+        self.cnt = array("d", np.asarray(counts[rows], dtype=np.float64).tobytes())
+        self.pos = {o: i for i, o in enumerate(self.idx)}
         self._view = None
 
 
@@ -117,9 +114,9 @@ class CoEngagement:
     ``c`` over engagement counts ``n``.  Memory is bounded: ``max_neighbours`` per post (the
     strongest kept) and ``max_posts`` posts (the least recently engaged forgotten first).
 
-    Posts get integer slots, and each post's neighbours live in numpy arrays (:class:`_Neighbours`),
-    so scoring is one ``np.bincount`` over slices, with no per-neighbour Python work; the figures
-    equal a plain-Python sum.
+    Posts get integer slots, and each post's neighbours live in typed arrays (:class:`_Neighbours`),
+    read as numpy arrays, so scoring is one ``np.bincount`` over slices, with no per-neighbour
+    Python work; the figures equal a plain-Python sum.
 
     Examples
     --------
@@ -157,14 +154,33 @@ class CoEngagement:
         self._lru[post_id] = None
         self._lru.move_to_end(post_id)
         mine, slot, pairs = self._pairs[me], self._slot, self._pairs
+        limit = self.max_neighbours + max(8, self.max_neighbours // 4)  # see _bound
+        # ``mine.add(o)`` and ``pairs[o].add(me)`` spelt out (this loop is most of a like's cost);
+        # mine is never pairs[o], so nothing below replaces mine's arrays while the loop holds them
+        mpos, midx, mcnt = mine.pos, mine.idx, mine.cnt
         for other in dict.fromkeys(previous[-self.window:] if self.window > 0 else ()):
             o = slot.get(other)
             if o is None or o == me:
                 continue
-            mine.add(o)
+            p = mpos.get(o)
+            if p is None:
+                mpos[o] = len(midx)
+                midx.append(o)
+                mcnt.append(1.0)
+            else:
+                mcnt[p] += 1.0
             theirs = pairs[o]
-            theirs.add(me)
-            self._bound(theirs)
+            theirs._view = None
+            p = theirs.pos.get(me)
+            if p is None:
+                theirs.pos[me] = len(theirs.idx)
+                theirs.idx.append(me)
+                theirs.cnt.append(1.0)
+                if len(theirs.idx) > limit:
+                    self._bound(theirs)
+            else:
+                theirs.cnt[p] += 1.0
+        mine._view = None
         self._bound(mine)
         while len(self._lru) > self.max_posts:
             old, _ = self._lru.popitem(last=False)

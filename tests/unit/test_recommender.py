@@ -175,8 +175,8 @@ def _masked_co_scores(co, recent, weights):
         if s is None or w == 0 or not len(co._pairs[s]):
             continue
         nb = co._pairs[s]
-        idx.append(nb.idx[: len(nb.pos)])
-        vals.append(nb.cnt[: len(nb.pos)] * (float(w) / math.sqrt(co._n[s])))
+        idx.append(np.array(nb.idx, dtype=np.int64))
+        vals.append(np.array(nb.cnt) * (float(w) / math.sqrt(co._n[s])))
     n = co._n[: len(co._post)]
     if not idx:
         return np.zeros(len(n))
@@ -314,3 +314,48 @@ def test_co_index_path_gives_the_co_scores_paths_messages(monkeypatch):
     together = ranking.recommend_many(*args, as_dicts=True, co_index=rec.coengagement)
     assert json.dumps([x.items for x in together]) == json.dumps([x.items for x in one_by_one])
     assert sum(any(i["reasons"]["coengagement"] > 0 for i in x.items) for x in together) > 40  # co-engagement counts
+
+
+def test_coengagement_learning_equals_a_plain_dict_reference_with_pruning():
+    """Each post's neighbours (which, their counts and their order, the order ties and sums
+    follow) equal a plain-dict model of the rule: every engagement pairs the post with each
+    distinct one of the user's ``window`` previous posts both ways; a list grown past
+    ``max_neighbours + max(8, max_neighbours // 4)`` keeps its ``max_neighbours`` strongest,
+    strongest first, ties in list order."""
+    import random
+
+    from processors.recommender import CoEngagement
+
+    window, most = 4, 6
+    limit = most + max(8, most // 4)
+    co = CoEngagement(window=window, max_neighbours=most)
+    ref: dict[str, dict[str, float]] = {}
+
+    def bound(d):
+        if len(d) > limit:
+            kept = sorted(d.items(), key=lambda kv: -kv[1])[:most]  # sorted is stable: list order among ties
+            d.clear()
+            d.update(kept)
+
+    rng = random.Random(5)
+    posts = [f"p{i}" for i in range(50)]
+    histories = [[] for _ in range(20)]
+    for _ in range(3000):
+        h, post = histories[rng.randrange(20)], rng.choice(posts)
+        co.learn(post, h)
+        mine = ref.setdefault(post, {})
+        for other in dict.fromkeys(h[-window:]):
+            if other == post:
+                continue
+            mine[other] = mine.get(other, 0.0) + 1.0
+            theirs = ref[other]
+            theirs[post] = theirs.get(post, 0.0) + 1.0
+            bound(theirs)
+        bound(mine)
+        h.append(post)
+    pruned = 0
+    for post, want in ref.items():
+        slots, counts = co._pairs[co._slot[post]].arrays()
+        assert [(co._post[s], c) for s, c in zip(slots.tolist(), counts.tolist())] == list(want.items()), post
+        pruned += max(counts.tolist(), default=0) > 1 and len(want) <= limit
+    assert pruned  # lists were pruned and counts grew along the way
