@@ -195,16 +195,8 @@ class CoEngagement:
 
     def scores(self, recent: Sequence[str], weights: Iterable[float]) -> "CoScoreVector":
         """Weighted co-engagement cosine of every post paired with one of ``recent``."""
-        slot, pairs, n = self._slot, self._pairs, self._n
         idx, cnt, scale = [], [], []
-        for post_id, w in zip(recent, weights.tolist() if isinstance(weights, np.ndarray) else weights):
-            s = slot.get(post_id)
-            if s is None or w == 0 or not pairs[s].pos:
-                continue
-            i, c = pairs[s].arrays()
-            idx.append(i)
-            cnt.append(c)
-            scale.append(float(w) / math.sqrt(n[s]))
+        self._entries(recent, weights, idx, cnt, scale)
         if not idx:
             return CoScoreVector(self, np.zeros(0))
         # each post's counts times its own scale: the products ``c * scale`` one post at a time would give
@@ -217,6 +209,22 @@ class CoEngagement:
             acc[dead] = 0.0
         return CoScoreVector(self, acc, padded_at=self.slot_version)
 
+    def _entries(self, recent: Sequence[str], weights: Iterable[float], idx: list, cnt: list, scale: list) -> int:
+        """Append, for each of ``recent`` that is known, weighted and has neighbours, its neighbour
+        slots, their counts and its scale ``weight / sqrt(n)``; how many posts were appended."""
+        slot, pairs, n = self._slot, self._pairs, self._n
+        added = 0
+        for post_id, w in zip(recent, weights.tolist() if isinstance(weights, np.ndarray) else weights):
+            s = slot.get(post_id)
+            if s is None or w == 0 or not pairs[s].pos:
+                continue
+            i, c = pairs[s].arrays()
+            idx.append(i)
+            cnt.append(c)
+            scale.append(float(w) / math.sqrt(n[s]))
+            added += 1
+        return added
+
     def over_many(self, recents: Sequence[Sequence[str]], weights: Sequence[np.ndarray], ids: Sequence[str],
                   version) -> np.ndarray:
         """``scores(recents[u], weights[u]).over(ids, version)`` for every user ``u``, bit for bit,
@@ -224,18 +232,9 @@ class CoEngagement:
         each entry binned in its user's row, so every score sums the same products in the same
         order as :meth:`scores`."""
         n = len(ids)
-        slot, pairs, count = self._slot, self._pairs, self._n
         idx, cnt, scale, users = [], [], [], []
         for u, (recent, w) in enumerate(zip(recents, weights)):
-            for post_id, wt in zip(recent, w.tolist() if isinstance(w, np.ndarray) else w):
-                s = slot.get(post_id)
-                if s is None or wt == 0 or not pairs[s].pos:
-                    continue
-                i, c = pairs[s].arrays()
-                idx.append(i)
-                cnt.append(c)
-                scale.append(float(wt) / math.sqrt(count[s]))
-                users.append(u)
+            users += [u] * self._entries(recent, w, idx, cnt, scale)
         if not idx or not n:
             return np.zeros((len(recents), n))
         column, norm = self._columns(ids, version)

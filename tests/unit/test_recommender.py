@@ -138,24 +138,28 @@ def test_candidate_rows_give_the_same_scores_as_plain_ids_and_follow_new_posts()
     assert mf.scores("u", ids)[0] != 0.0 and co.scores(["p0"], [1.0]).take(ids)[0] > 0  # p8 now scores
 
 
+def _liked_state(seed: int, dim: int, n_posts: int, authors: int, likes: int, n_users: int):
+    """A recommender (clock at 1000 s) with ``n_posts`` random unit posts and ``likes`` random
+    likes by ``n_users`` users; their profiles plus a newcomer with no history."""
+    import random
+
+    rng, r = np.random.default_rng(seed), random.Random(seed + 1)
+    rec = Recommender(dim=dim, factors=ImplicitMF(n_factors=4, seed=2), clock=lambda: 1000.0)
+    emb = rng.normal(size=(n_posts, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    rec.on_posts([Post(f"p{i}", f"a{i % authors}", "", 900.0 + i * 0.05) for i in range(n_posts)], emb)
+    profiles = {}
+    for _ in range(likes):
+        u = f"u{r.randrange(n_users)}"
+        p = profiles.setdefault(u, UserProfile(u))
+        rec.on_engagement(Engagement("like", u, f"p{r.randrange(n_posts)}", 990.0), p)
+    return rec, [*profiles.values(), UserProfile("newcomer")]  # the newcomer has no interest vector
+
+
 def test_recommendations_for_many_users_equal_each_users_own():
     """The batch path (one snapshot, one similarity matrix product, shared pools) ranks every user
     as the one-user path does, on a catalog past max_candidates (so the pools are used)."""
-    import random
-
-    rng, r = np.random.default_rng(0), random.Random(1)
-    clock = [1000.0]
-    rec = Recommender(dim=16, factors=ImplicitMF(n_factors=4, seed=2), clock=lambda: clock[0])
-    n_posts = 1300
-    emb = rng.normal(size=(n_posts, 16)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    rec.on_posts([Post(f"p{i}", f"a{i % 40}", "", 900.0 + i * 0.05) for i in range(n_posts)], emb)
-    profiles = {}
-    for _ in range(3000):
-        u = f"u{r.randrange(60)}"
-        p = profiles.setdefault(u, UserProfile(u))
-        rec.on_engagement(Engagement("like", u, f"p{r.randrange(n_posts)}", 990.0), p)
-    users = [*profiles.values(), UserProfile("newcomer")]  # one with no history: no interest vector
+    rec, users = _liked_state(seed=0, dim=16, n_posts=1300, authors=40, likes=3000, n_users=60)
     together = rec.recommendations(users)
     for profile, doc in zip(users, together):
         alone = rec.recommendation(profile)
@@ -293,21 +297,11 @@ def test_co_index_path_gives_the_co_scores_paths_messages(monkeypatch):
     call per block of users) ranks exactly as ``co_scores=co.scores`` (one user at a time): the
     same items, figures and order, byte for byte, with the users split in several blocks."""
     import json
-    import random
 
     from processors import ranking
 
-    rng, r = np.random.default_rng(3), random.Random(4)
-    rec = Recommender(dim=8, factors=ImplicitMF(n_factors=4, seed=2), clock=lambda: 1000.0)
     n_posts = 1200  # past max_candidates: the co-engagement pool is used
-    emb = rng.normal(size=(n_posts, 8)).astype(np.float32)
-    rec.on_posts([Post(f"p{i}", f"a{i % 30}", "", 900.0 + i * 0.05) for i in range(n_posts)], emb)
-    profiles = {}
-    for _ in range(4000):
-        u = f"u{r.randrange(50)}"
-        p = profiles.setdefault(u, UserProfile(u))
-        rec.on_engagement(Engagement("like", u, f"p{r.randrange(n_posts)}", 990.0), p)
-    users = [*profiles.values(), UserProfile("newcomer")]
+    rec, users = _liked_state(seed=3, dim=8, n_posts=n_posts, authors=30, likes=4000, n_users=50)
     args = (users, rec.catalog, 1000.0, 10, rec.factors.scores, rec.config.rank)
     monkeypatch.setattr(ranking, "CO_BLOCK_CELLS", 7 * n_posts)  # blocks of 7 users
     one_by_one = ranking.recommend_many(*args, co_scores=rec.coengagement.scores, as_dicts=True)
