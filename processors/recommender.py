@@ -133,6 +133,8 @@ class CoEngagement:
         self.window = window
         self.max_neighbours = max_neighbours
         self.max_posts = max_posts
+        #: a neighbour list longer than this is cut to the ``max_neighbours`` strongest (amortised)
+        self._limit = max_neighbours + max(8, max_neighbours // 4)
         self._slot: dict[str, int] = {}  # live post → slot
         self._post: list[str | None] = []  # slot → post (None: forgotten; slots are not reused until compaction)
         self._n = np.zeros(64, dtype=np.float64)  # engagements per slot (0: forgotten)
@@ -153,34 +155,16 @@ class CoEngagement:
         self._n[me] += 1.0
         self._lru[post_id] = None
         self._lru.move_to_end(post_id)
-        mine, slot, pairs = self._pairs[me], self._slot, self._pairs
-        limit = self.max_neighbours + max(8, self.max_neighbours // 4)  # see _bound
-        # ``mine.add(o)`` and ``pairs[o].add(me)`` spelt out (this loop is most of a like's cost);
-        # mine is never pairs[o], so nothing below replaces mine's arrays while the loop holds them
-        mpos, midx, mcnt = mine.pos, mine.idx, mine.cnt
+        mine, slot, pairs, limit = self._pairs[me], self._slot, self._pairs, self._limit
         for other in dict.fromkeys(previous[-self.window:] if self.window > 0 else ()):
             o = slot.get(other)
             if o is None or o == me:
                 continue
-            p = mpos.get(o)
-            if p is None:
-                mpos[o] = len(midx)
-                midx.append(o)
-                mcnt.append(1.0)
-            else:
-                mcnt[p] += 1.0
+            mine.add(o)
             theirs = pairs[o]
-            theirs._view = None
-            p = theirs.pos.get(me)
-            if p is None:
-                theirs.pos[me] = len(theirs.idx)
-                theirs.idx.append(me)
-                theirs.cnt.append(1.0)
-                if len(theirs.idx) > limit:
-                    self._bound(theirs)
-            else:
-                theirs.cnt[p] += 1.0
-        mine._view = None
+            theirs.add(me)
+            if len(theirs.pos) > limit:
+                self._bound(theirs)
         self._bound(mine)
         while len(self._lru) > self.max_posts:
             old, _ = self._lru.popitem(last=False)
@@ -304,7 +288,7 @@ class CoEngagement:
         self.slot_version += 1
 
     def _bound(self, pairs: _Neighbours) -> None:
-        if len(pairs) > self.max_neighbours + max(8, self.max_neighbours // 4):  # amortised pruning
+        if len(pairs.pos) > self._limit:  # amortised pruning
             # the strongest, ties in insertion order (as ``heapq.nlargest``), strongest first
             order = np.argsort(-pairs.arrays()[1], kind="stable")[: self.max_neighbours]
             pairs.keep(order)

@@ -36,9 +36,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from processors.sample_data import THEMES
 from ripple.settings import Settings
 from streams.broker import create_topics
-from streams import engage_batch
+from streams import engage_batch, wire
 from streams.client import partition_counts, wait_committed
-from streams import wire
 from streams.security import kafka_client_kwargs
 
 
