@@ -12,9 +12,9 @@ The worker runs as a subprocess exactly as in production (``ripple worker``).  T
 embedded first, alone (phase 1); then the worker is stopped, the engagements are written, and the
 restarted worker drains them (phase 2), so neither figure is diluted by the other and the bench's
 own producer takes no CPU from the drain.  Outputs are read back once the worker (or bare agent)
-has committed every input offset, so the bench's reader takes none either.  Throughput is taken from Kafka timestamps of the
-worker's own output: the profile changelog records that applied an event (a user's ``events``
-count grew), first to last, so start-up and recovery time are excluded.
+has committed every input offset, so the bench's reader takes none either.  Throughput is taken
+from Kafka timestamps of the worker's own output: the profile changelog records that applied an
+event (a user's ``events`` count grew), first to last, so start-up and recovery time are excluded.
 """
 
 from __future__ import annotations
@@ -165,10 +165,11 @@ async def passthrough_baseline(bootstrap: str, n: int, **client_kwargs) -> float
 async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path, batch: int = 0,
                          timeout_s: float = 600, gc_threshold: int = 0) -> float:
     """Events/s of a bare Faust agent (:mod:`streams.faust_baseline`) over ``n`` likes written
-    beforehand, read back once the agent has committed them all: decode → (table write) → send, one event at a time or, with ``batch``, in
+    beforehand: decode → (table write) → send, one event at a time or, with ``batch``, in
     ``stream.take_events(batch)`` micro-batches, with the worker's garbage-collector tuning
-    (``gc_threshold``).  Measured like the worker: from the first to the last output record's
-    Kafka timestamp, so start-up is excluded."""
+    (``gc_threshold``).  Measured like the worker: the output is read back once the agent has
+    committed every input, and the rate runs from the first to the last output record's Kafka
+    timestamp, so start-up is excluded."""
     from ripple.demo import stop_worker
 
     tag = uuid.uuid4().hex[:6]
