@@ -33,9 +33,10 @@ from typing import Callable, Mapping, Protocol, Sequence
 import numpy as np
 
 from processors.catalog import PostCatalog
+from processors.diversity import diversify
 from processors.profiles import UserProfile
 from processors.protocols import CandidateIds
-from processors.selection import best_first, top, top_set
+from processors.selection import top, top_set
 
 MfScores = Callable[[str, Sequence[str]], np.ndarray]
 #: ``(recent post ids newest first, their weights) → {post_id: score}`` for co-engaged posts only
@@ -136,25 +137,37 @@ def recommend_detailed(
 
 #: catalog rows × users of co-engagement scores computed together (1 MiB of float64)
 CO_BLOCK_CELLS = 1 << 17
+#: catalog rows × users scored together by :func:`_score_block`
+SCORE_BLOCK_CELLS = 1 << 15
 
 
 class _Shared:
     """The columns every user's ranking at one instant shares: computed once per batch."""
 
-    __slots__ = ("view", "pop", "fresh", "_tops")
+    __slots__ = ("view", "pop", "fresh", "_pools", "_scratch")
 
     def __init__(self, catalog: PostCatalog, now: float, config: RankConfig):
         self.view = view = catalog.snapshot(now)
         pop = np.log1p(view.popularity)
         self.pop = pop / pop.max() if pop.size and pop.max() > 0 else pop
         self.fresh = np.exp(-np.maximum(0.0, now - view.created_at) * (math.log(2) / config.freshness_half_life_s))
-        self._tops: dict[int, list[np.ndarray]] = {}
+        self._pools: dict[int, np.ndarray] = {}
+        self._scratch = np.zeros(0)
 
-    def top_pools(self, m: int) -> list[np.ndarray]:
-        """The ``m`` most popular and the ``m`` freshest rows."""
-        if m not in self._tops:
-            self._tops[m] = [top(self.pop, m), top(self.fresh, m)]
-        return self._tops[m]
+    def top_pools(self, m: int) -> np.ndarray:
+        """A row mask of the ``m`` most popular and the ``m`` freshest rows."""
+        if m not in self._pools:
+            mask = np.zeros(len(self.view), dtype=bool)
+            mask[top(self.pop, m)] = mask[top(self.fresh, m)] = True
+            self._pools[m] = mask
+        return self._pools[m]
+
+    def scratch(self, size: int) -> np.ndarray:
+        """``size`` zeros, the same memory for every block of users: whoever writes into it puts
+        the zeros back (a new array per block would be fresh pages each time)."""
+        if self._scratch.size < size:
+            self._scratch = np.zeros(size)
+        return self._scratch[:size]
 
 
 def recommend_many(
@@ -169,16 +182,19 @@ def recommend_many(
     co_index: CoIndex | None = None,
 ) -> list[RecResult]:
     """:func:`recommend_detailed` for several users at the same instant: the catalog snapshot,
-    the popularity and freshness columns and their candidate pools are computed once, and the
-    users' similarities are one matrix product instead of a matrix-vector product each.  Each
-    result equals that user's :func:`recommend_detailed` at ``now``; with ``as_dicts`` its items
-    are the ``Recommendation.to_dict()`` of those items, built column-wise for all users at once.
-    With ``co_index`` (in place of ``co_scores=co_index.scores``) every user's co-engagement over
-    the catalog comes from one :meth:`CoIndex.over_many` call, with the same figures."""
+    the popularity and freshness columns and their candidate pools are computed once, the
+    users' similarities are one matrix product instead of a matrix-vector product each, and
+    candidates, features and scores are (users × catalog) array operations per block of users
+    (:func:`_score_block`).  Each result equals that user's :func:`recommend_detailed` at
+    ``now``; with ``as_dicts`` its items are the ``Recommendation.to_dict()`` of those items,
+    built column-wise for all users at once.  With ``co_index`` (in place of
+    ``co_scores=co_index.scores``) every block's co-engagement over the catalog comes from one
+    :meth:`CoIndex.over_many` call, with the same figures."""
     shared = _Shared(catalog, now, config)
     view = shared.view
     interests = [p.interest(catalog.lookup, now) for p in profiles]
-    if len(view) == 0:
+    n = len(view)
+    if n == 0:
         return [RecResult([], missing) for _, missing in interests]
     known = [j for j, (vec, _) in enumerate(interests) if vec is not None]
     sims = {}
@@ -187,61 +203,96 @@ def recommend_many(
     elif known:
         rows = np.stack([interests[j][0] for j in known]) @ view.embeddings.T  # (users, posts), rows contiguous
         sims = {j: rows[i] for i, j in enumerate(known)}
-    zero = np.zeros(len(view), dtype=np.float32)
-    co_rows: Sequence[np.ndarray | None] = [None] * len(profiles)
+    zero = np.zeros(n, dtype=np.float32)
     scored = []
-    # with ``co_index``, users in blocks whose co-engagement rows stay in cache until scored
-    block = max(1, CO_BLOCK_CELLS // len(view) if co_index is not None else len(profiles))
+    block = max(1, CO_BLOCK_CELLS // n)  # users whose (users × catalog) arrays stay in cache while scored
     for start in range(0, len(profiles), block):
         users = profiles[start:start + block]
+        recents = [_recent(p, config) for p in users]
+        weights = [config.co_decay ** np.arange(len(r), dtype=np.float64) for r in recents]
         if co_index is not None:
-            recents = [_recent(p, config) for p in users]
-            co_rows = co_index.over_many(recents, [config.co_decay ** np.arange(len(r), dtype=np.float64) for r in recents],
-                                         view.ids, view.version)
-        scored += [_score_one(p, shared, sims.get(j, zero), mf_scores, config, None if co_index else co_scores,
-                              co_rows[j - start]) for j, p in enumerate(users, start)]
+            co = co_index.over_many(recents, weights, view.ids, view.version)
+        elif co_scores is not None and any(recents):
+            co = np.stack([_co_row(co_scores(r, w), view) if r else np.zeros(n) for r, w in zip(recents, weights)])
+        else:
+            co = None
+        # a few users at a time: their arrays stay in cache, and malloc reuses its heap for them
+        # (whole-block arrays of ~1 MiB came as fresh pages each time: ~37 page faults per user)
+        step = max(1, SCORE_BLOCK_CELLS // n)
+        for at in range(0, len(users), step):
+            sim = np.stack([sims.get(j, zero) for j in range(start + at, start + min(at + step, len(users)))])
+            scored += _score_block(users[at:at + step], shared, sim, None if co is None else co[at:at + step],
+                                   mf_scores, config)
     ranked = [x for x in scored if x is not None]  # (candidates, features, scores): MMR for all at once
-    picks = _diversify([x[2] for x in ranked], view.embeddings, [x[0] for x in ranked], view.authors, k, config)
+    picks = diversify([x[2] for x in ranked], view.embeddings, [x[0] for x in ranked], view.authors, k, config)
     chosen = iter(_item_dicts(view, ranked, picks) if as_dicts else [_items(view, *x, c) for x, c in zip(ranked, picks)])
     return [RecResult(next(chosen) if x else [], m) for x, (_, m) in zip(scored, interests)]
 
 
-def _score_one(profile: UserProfile, shared: _Shared, sim: np.ndarray, mf_scores: MfScores | None,
-               config: RankConfig, co_scores: CoScores | None,
-               co_rows: np.ndarray | None = None) -> tuple[np.ndarray, dict, np.ndarray] | None:
-    """The user's candidate rows, their features and blended scores (``None``: no candidates).
-    ``co_rows``: the user's co-engagement of every catalog row, when already known."""
-    view, pop, fresh = shared.view, shared.pop, shared.fresh
-    co_by_id: Mapping[str, float] = {}
-    if co_rows is None:
-        co_by_id = _coengaged(profile, co_scores, config)
-        # co-engagement over every catalog row at once, when the scores can say so (CoScoreVector)
-        co_rows = co_by_id.over(view.ids, view.version) if co_by_id and hasattr(co_by_id, "over") else None
+def _co_row(scores: Mapping[str, float], view) -> np.ndarray:
+    """Co-engagement ``scores`` of posts as one figure per catalog row (0: none)."""
+    if hasattr(scores, "over"):  # a CoScoreVector says so at once
+        return scores.over(view.ids, view.version)
+    row, n = np.zeros(len(view)), len(view)
+    for post_id, value in scores.items():
+        r = view.row_of.get(post_id, n)
+        if r < n:
+            row[r] = value
+    return row
 
-    liked, liked_aff = _liked_rows(profile, view)
-    cand, ids = _candidates(profile, view, sim, shared, co_by_id, config, co_rows, liked)
-    if cand.size == 0:
-        return None
-    mf = np.zeros(cand.size) if mf_scores is None else np.asarray(mf_scores(profile.user_id, ids), dtype=np.float64).clip(0, 1)
-    aff = np.zeros(len(view))
-    aff[liked] = liked_aff
-    aff = aff[cand]
-    if co_rows is not None:
-        co = co_rows[cand]
-    elif not co_by_id:
-        co = np.zeros(cand.size)
-    else:  # a plain mapping (CoScoreVector answers ``over`` above)
-        co = np.array([co_by_id.get(i, 0.0) for i in ids])
-    if co.size:
-        best = co.max()
-        if best > 0:
-            co /= best
-    feats = {"similarity": sim[cand].astype(np.float64), "factors": mf, "coengagement": co,
-             "freshness": fresh[cand], "popularity": pop[cand], "affinity": aff}
-    score = (config.w_similarity * feats["similarity"] + config.w_factors * mf + config.w_coengagement * co
+
+def _score_block(users: Sequence[UserProfile], shared: _Shared, sim: np.ndarray, co: np.ndarray | None,
+                 mf_scores: MfScores | None, config: RankConfig) -> list[tuple[np.ndarray, dict, np.ndarray] | None]:
+    """Each user's candidate rows, their features and blended scores (``None``: no candidates).
+    Row ``u`` of ``sim`` (float32) and ``co`` (co-engagement, ``None``: none at all) is user
+    ``u``'s figure for every catalog row.  Every step is an array operation over all the users:
+    a (users × catalog) candidate mask, then the features and scores of its ``(user, row)``
+    pairs in one flat, row-major list (a user's candidates are consecutive, in row order)."""
+    view = shared.view
+    n, b, m = len(view), len(users), config.per_source
+    lu, lr, la = _liked_rows(users, view)
+    if n <= config.max_candidates:
+        keep = np.ones((b, n), dtype=bool)
+    else:  # pools: nearest, trending, fresh, newest by liked authors, best co-engaged
+        keep = np.tile(shared.top_pools(m), (b, 1))
+        for u in range(b):
+            keep[u, top_set(sim[u], m)] = True
+        _mark_newest(keep, lu, lr, m)
+        if co is not None:
+            _mark_best(keep, co, m)
+    _drop_seen_and_own(keep, users, view)
+    at = np.flatnonzero(keep)  # the (user, row) pairs as positions in the flat (users × catalog) arrays
+    if not at.size:
+        return [None] * b
+    counts = keep.sum(axis=1)
+    cf = at - np.repeat(np.arange(0, b * n, n), counts)
+    ends = np.cumsum(counts).tolist()
+    starts = [e - c for e, c in zip(ends, counts.tolist())]
+    if co is None:
+        co_f = np.zeros(at.size)
+    else:  # scaled by each user's best candidate (x / 1.0 is x: users with none stay as they are)
+        co_f = co.take(at)
+        live = counts > 0
+        best = np.maximum.reduceat(co_f, np.array(starts)[live])
+        co_f /= np.repeat(np.where(best > 0, best, 1.0), counts[live])
+    mf = np.zeros(at.size)
+    if mf_scores is not None:
+        for p, s, e in zip(users, starts, ends):
+            if e > s:
+                ids = CandidateIds(None, view.ids, view.version, cf[s:e])
+                mf[s:e] = np.asarray(mf_scores(p.user_id, ids), dtype=np.float64).clip(0, 1)
+    liked = lu * n + lr
+    dense = shared.scratch(b * n)  # zeros: the liked rows' affinities go in, are read, and go again
+    dense[liked] = la
+    aff = dense.take(at)
+    dense[liked] = 0.0
+    feats = {"similarity": sim.take(at).astype(np.float64), "factors": mf, "coengagement": co_f,
+             "freshness": shared.fresh.take(cf), "popularity": shared.pop.take(cf), "affinity": aff}
+    score = (config.w_similarity * feats["similarity"] + config.w_factors * mf + config.w_coengagement * co_f
              + config.w_freshness * feats["freshness"] + config.w_popularity * feats["popularity"]
-             + config.w_affinity * aff)
-    return cand, feats, score
+             + config.w_affinity * feats["affinity"])
+    return [(cf[s:e], {name: f[s:e] for name, f in feats.items()}, score[s:e]) if e > s else None
+            for s, e in zip(starts, ends)]
 
 
 def _items(view, cand: np.ndarray, feats: dict, score: np.ndarray, chosen: list[int]) -> list[Recommendation]:
@@ -272,14 +323,6 @@ def _item_dicts(view, ranked: list, picks: list[list[int]]) -> list[list[dict]]:
     return [list(islice(flat, len(at))) for at in ats]
 
 
-def _coengaged(profile: UserProfile, co_scores: CoScores | None, config: RankConfig) -> Mapping[str, float]:
-    """Co-engagement scores of posts for the user's ``co_recent`` newest distinct history posts."""
-    if co_scores is None:
-        return {}
-    recent = _recent(profile, config)
-    return co_scores(recent, config.co_decay ** np.arange(len(recent), dtype=np.float64)) if recent else {}
-
-
 def _recent(profile: UserProfile, config: RankConfig) -> list[str]:
     """The user's ``co_recent`` newest distinct positively engaged posts, newest first (none when
     co-engagement is off)."""
@@ -294,117 +337,63 @@ def _recent(profile: UserProfile, config: RankConfig) -> list[str]:
     return recent
 
 
-def _candidates(profile: UserProfile, view, sim, shared: _Shared, co_by_id: Mapping[str, float],
-                config: RankConfig, co_rows: np.ndarray | None, liked: np.ndarray) -> tuple[np.ndarray, CandidateIds]:
-    """Rows worth scoring (nearest, trending, fresh, co-engaged and affinity-author posts, minus
-    seen/own) with their post ids (read from the view when asked for).  ``co_rows``: the
-    co-engagement score of every row, when known; ``liked``: the rows of the user's liked and
-    followed authors (:func:`_liked_rows`)."""
-    n = len(view)
-    if n <= config.max_candidates:
-        keep = np.ones(n, dtype=bool)
-    else:
-        m = config.per_source
-        pools = [top_set(sim, m), *shared.top_pools(m)]
-        if liked.size:  # the newest rows of liked authors (from the catalog's author index, not a scan)
-            pools.append(np.sort(liked)[-m:])
-        if co_rows is not None:  # the best co-engaged catalog rows
-            positive = np.flatnonzero(co_rows > 0)
-            pools.append(positive if positive.size <= m else positive[np.argpartition(-co_rows[positive], m)[:m]])
-        elif co_by_id:  # a plain mapping
-            best = sorted(co_by_id, key=co_by_id.__getitem__, reverse=True)[:m]
-            row_of = view.row_of
-            pools.append(np.array(sorted(row_of[p] for p in best if p in row_of and row_of[p] < n), dtype=np.int64))
-        keep = np.zeros(n, dtype=bool)
-        for pool in pools:
-            keep[pool] = True
-    # minus seen posts and the user's own (dict lookups in C: ``map`` over ``row_of.get(p, n)``)
-    seen = np.fromiter(map(view.row_of.get, profile.seen, repeat(n)), dtype=np.int64, count=len(profile.seen))
-    keep[seen[seen < n]] = False
-    own = view.rows_of_author.get(profile.user_id)
-    if own:
-        own = np.fromiter(own, dtype=np.int64, count=len(own))
-        keep[own[own < n]] = False
-    cand = np.flatnonzero(keep).astype(np.int64, copy=False)
-    return cand, CandidateIds(None, view.ids, view.version, cand)
-
-
-def _liked_rows(profile: UserProfile, view) -> tuple[np.ndarray, np.ndarray]:
-    """The rows by authors the user engaged with or follows, and the user's affinity to each
-    row's author (every other row's affinity is 0).  Rows of different authors are distinct."""
-    liked = [a for a in dict.fromkeys((*profile.authors, *profile.follows)) if a in view.rows_of_author]
-    if not liked:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
-    groups = list(map(view.rows_of_author.__getitem__, liked))
-    sizes = list(map(len, groups))
-    rows = np.fromiter(chain.from_iterable(groups), dtype=np.int64, count=sum(sizes))
-    aff = np.repeat(np.array([profile.affinity(a) for a in liked], dtype=np.float64), sizes)
+def _liked_rows(users: Sequence[UserProfile], view) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows by authors each user engaged with or follows, as flat arrays: the user (index in
+    ``users``, ascending), the row, and the user's affinity to the row's author (every other
+    row's affinity is 0).  A user's rows of different authors are distinct."""
+    rows_of_author = view.rows_of_author
+    groups: list = []
+    affinities: list[float] = []
+    sizes = []
+    for p in users:
+        liked = [a for a in dict.fromkeys((*p.authors, *p.follows)) if a in rows_of_author]
+        mine = list(map(rows_of_author.__getitem__, liked))
+        groups += mine
+        affinities += map(p.affinity, liked)
+        sizes.append(sum(map(len, mine)))
+    lens = list(map(len, groups))
+    rows = np.fromiter(chain.from_iterable(groups), dtype=np.int64, count=sum(lens))
+    aff = np.repeat(np.array(affinities, dtype=np.float64), lens)
+    user = np.repeat(np.arange(len(users)), sizes)
     ok = rows < len(view)
-    return (rows, aff) if ok.all() else (rows[ok], aff[ok])
+    return (user, rows, aff) if ok.all() else (user[ok], rows[ok], aff[ok])
 
 
-def _diversify(scores: Sequence[np.ndarray], emb: np.ndarray, cands: Sequence[np.ndarray],
-               authors: Sequence[str], k: int, config: RankConfig) -> list[list[int]]:
-    """Greedy MMR for several users at once: trade score against similarity to what is already
-    picked; cap posts per author.  User ``u``'s candidate ``j`` is catalog row ``cands[u][j]``
-    (``emb`` and ``authors`` per catalog row) with score ``scores[u][j]``.  Returns each user's
-    picked candidates (indices into ``scores[u]``) in order, as the user's own MMR would."""
-    orders = [best_first(s, max(k * 5, 50)) for s in scores]
-    picked: list[list[int]] = [[] for _ in orders]
-    for length in {order.size for order in orders} - {0}:  # one call per shortlist length (see _greedy_mmr)
-        users = [u for u, order in enumerate(orders) if order.size == length]
-        _greedy_mmr(*([x[u] for u in users] for x in (scores, cands, orders, picked)), emb, authors, k, config)
-    return picked
+def _mark_newest(keep: np.ndarray, user: np.ndarray, rows: np.ndarray, m: int) -> None:
+    """Mark each user's ``m`` newest (highest) ``rows`` (flat, users ascending) in ``keep``."""
+    if not rows.size:
+        return
+    counts = np.bincount(user, minlength=keep.shape[0])
+    few = counts[user] <= m
+    keep[user[few], rows[few]] = True
+    ends = np.cumsum(counts)
+    for u in np.flatnonzero(counts > m).tolist():
+        mine = rows[ends[u] - counts[u]:ends[u]]  # distinct: the m highest are one set
+        keep[u, np.partition(mine, mine.size - m)[-m:]] = True
 
 
-def _greedy_mmr(scores: list[np.ndarray], cands: list[np.ndarray], orders: list[np.ndarray],
-                picked: list[list[int]], emb: np.ndarray, authors: Sequence[str], k: int, config: RankConfig) -> None:
-    """:func:`_diversify` for users whose shortlists ``orders`` have one length; fills ``picked``.
+def _mark_best(keep: np.ndarray, co: np.ndarray, m: int) -> None:
+    """Mark each user's (row's) ``m`` best co-engaged catalog rows in ``keep`` (positive only)."""
+    positive = co > 0
+    counts = positive.sum(axis=1)
+    few = counts <= m
+    np.logical_or(keep, positive & few[:, None], out=keep)
+    for u in np.flatnonzero(~few).tolist():
+        rows = np.flatnonzero(positive[u])
+        keep[u, rows[np.argpartition(-co[u, rows], m)[:m]]] = True
 
-    Plain greedy MMR (each user takes the first maximum of ``base - (1 - lam) * penalty`` over
-    its live entries; a pick raises the penalties to its similarities where higher; ``lam >= 1``:
-    score order), one step for all users: one argmax, an author-cap check per user (a candidate
-    over the cap just dies, no penalty moves), one stacked matrix-vector product.  A dead entry
-    is -inf in ``mmr`` and skipped by the update.  Per user, the arithmetic is the textbook loop's
-    (tests/unit/test_ranking.py): ``np.matmul`` on a stack calls gemv per user as ``sub @ v``
-    does, and gemv's sums depend on the row count (padding shortlists would change last bits).
-    """
-    lam, cap, c = config.mmr_lambda, config.author_cap, max(0.0, 1 - config.mmr_lambda)
-    rows = np.stack([cand[order] for cand, order in zip(cands, orders)])
-    sub = emb.take(rows, axis=0) if c else None  # (users, shortlist, dim): the shortlists' rows only
-    base = lam * np.stack([s[order] for s, order in zip(scores, orders)])
-    penalty = np.zeros_like(base)  # max(0, highest similarity to a picked post)
-    mmr = base - c * penalty
-    alive = np.ones(base.shape, dtype=bool)
-    short, rows = [order.tolist() for order in orders], rows.tolist()
-    per_author: list[dict[str, int]] = [{} for _ in orders]
-    going, left = list(range(len(orders))), len(short[0])  # users (array rows) not done; live entries each
-    while going and left:
-        best = mmr.argmax(axis=1)
-        at = np.array(going)
-        mmr[at, best[at]], alive[at, best[at]] = -np.inf, False
-        left -= 1
-        moved = []  # the users whose pick was taken and who go on
-        for i, b in zip(going, best[at].tolist()):
-            author = authors[rows[i][b]]
-            if per_author[i].get(author, 0) < cap:
-                per_author[i][author] = per_author[i].get(author, 0) + 1
-                picked[i].append(short[i][b])
-                if len(picked[i]) < k:
-                    moved.append(i)
-        going = [i for i in going if len(picked[i]) < k]
-        if not moved or not left or not c:
-            continue
-        if 2 * len(going) <= len(short):  # drop the finished users' rows
-            keep, new = np.array(going), {i: n for n, i in enumerate(going)}
-            sub, base, penalty, mmr, alive, best = (x[keep] for x in (sub, base, penalty, mmr, alive, best))
-            short, rows, per_author, picked = ([x[i] for i in going] for x in (short, rows, per_author, picked))
-            moved, going = [new[i] for i in moved], list(range(len(going)))
-        sim = np.matmul(sub, sub[np.arange(len(short)), best][:, :, None])[:, :, 0]  # all users' rows
-        if len(moved) == len(short):
-            np.maximum(penalty, sim, out=penalty)
-        else:  # rows whose pick died (author cap) or whose user is done keep their penalties
-            taken = np.zeros((len(short), 1), dtype=bool)
-            taken[moved] = True
-            np.maximum(penalty, sim, out=penalty, where=taken)
-        np.subtract(base, c * penalty, out=mmr, where=alive)  # dead entries stay -inf
+
+def _drop_seen_and_own(keep: np.ndarray, users: Sequence[UserProfile], view) -> None:
+    """Unmark each user's seen posts and own posts in ``keep`` (dict lookups in C: ``map`` over
+    ``row_of.get(p, n)``, one array for all the users)."""
+    n, row_of = len(view), view.row_of
+    lens = [len(p.seen) for p in users]
+    rows = np.fromiter(map(row_of.get, chain.from_iterable(p.seen for p in users), repeat(n)),
+                       dtype=np.int64, count=sum(lens))
+    ok = rows < n
+    keep[np.repeat(np.arange(len(users)), lens)[ok], rows[ok]] = False
+    for u, p in enumerate(users):
+        own = view.rows_of_author.get(p.user_id)
+        if own:
+            own = np.fromiter(own, dtype=np.int64, count=len(own))
+            keep[u, own[own < n]] = False

@@ -3,8 +3,9 @@ import json
 import numpy as np
 
 from processors.catalog import PostCatalog
+from processors.diversity import diversify
 from processors.profiles import UserProfile
-from processors.ranking import (RankConfig, Recommendation, _diversify, recommend,
+from processors.ranking import (RankConfig, Recommendation, recommend,
                                 recommend_detailed, recommend_many)
 from processors.selection import best_first, top, top_set
 from processors.throttle import Throttle
@@ -81,7 +82,7 @@ def test_factor_scores_enter_the_blend():
 
 def reference_mmr(score, emb, authors, k, lam, cap):
     """Textbook greedy MMR over the best max(5k, 50) candidates, one numpy expression per step
-    (``emb`` and ``authors`` per candidate): the picks ``_diversify`` must reproduce exactly,
+    (``emb`` and ``authors`` per candidate): the picks ``diversify`` must reproduce exactly,
     first-maximum tie-breaking and the author cap included."""
     order = np.argsort(-score)[: max(k * 5, 50)].tolist()
     picked, per_author = [], {}
@@ -131,7 +132,7 @@ def random_mmr_case(rng, n_rows=1200, n_users=1):
     return emb, authors, users
 
 
-def test_diversify_equals_textbook_greedy_mmr():
+def testdiversify_equals_textbook_greedy_mmr():
     """Several users at once (as recommend_many calls it): each user's picks are exactly those of
     the textbook loop for that user alone, whoever else is in the call."""
     rng = np.random.default_rng(2024)
@@ -140,11 +141,11 @@ def test_diversify_equals_textbook_greedy_mmr():
         k = int(rng.choice([1, 3, 10, 25]))
         config = RankConfig(mmr_lambda=float(rng.choice([0.0, 0.3, 0.8, 0.8, 1.0, 1.5])),
                             author_cap=int(rng.choice([1, 2, 100])))
-        got = _diversify([s for s, _ in users], emb, [c for _, c in users], authors, k, config)
+        got = diversify([s for s, _ in users], emb, [c for _, c in users], authors, k, config)
         for u, (score, cand) in enumerate(users):
             want = reference_mmr(score, emb[cand], [authors[r] for r in cand], k, config.mmr_lambda, config.author_cap)
             assert got[u] == want, (case, u, config, k)
-    assert _diversify([], emb, [], authors, 10, RankConfig()) == []
+    assert diversify([], emb, [], authors, 10, RankConfig()) == []
 
 
 def test_shortcut_selections_equal_full_sorts():
@@ -236,3 +237,84 @@ def test_throttle_limits_rate_and_sends_the_trailing_update():
     assert t.offer("u", 200.0)  # new information resets the budget
     t.retry("u")
     assert t.due(201.0) == ["u"]
+
+
+def reference_scoring(p, view, sim, co, pop, fresh, mf_scores, config):
+    """One user's candidates, features and scores, spelt out: the rule ``_score_block`` applies to
+    many users at once (sets and sorts instead of masks; one user, one catalog row at a time)."""
+    n, m = len(view), config.per_source
+    liked = [a for a in dict.fromkeys((*p.authors, *p.follows)) if a in view.rows_of_author]
+    affinity = {r: p.affinity(a) for a in liked for r in view.rows_of_author[a] if r < n}
+    if n <= config.max_candidates:
+        keep = set(range(n))
+    else:
+        positive = [r for r in range(n) if co[r] > 0]
+        keep = {*top(sim, m).tolist(), *top(pop, m).tolist(), *top(fresh, m).tolist(), *sorted(affinity)[-m:],
+                *sorted(positive, key=lambda r: -co[r])[:m]}
+    keep -= {view.row_of[s] for s in p.seen if s in view.row_of} | set(view.rows_of_author.get(p.user_id, ()))
+    cand = np.array(sorted(r for r in keep if r < n), dtype=np.int64)
+    if not cand.size:
+        return None
+    c = co[cand]
+    if c.max() > 0:
+        c = c / c.max()
+    feats = {"similarity": sim[cand].astype(np.float64),
+             "factors": np.clip(np.asarray(mf_scores(p.user_id, [view.ids[r] for r in cand]), dtype=np.float64), 0, 1),
+             "coengagement": c, "freshness": fresh[cand], "popularity": pop[cand],
+             "affinity": np.array([affinity.get(r, 0.0) for r in cand.tolist()])}
+    score = sum(getattr(config, f"w_{name}") * f for name, f in feats.items())
+    return cand, feats, score
+
+
+def test_score_block_equals_a_per_user_reference():
+    """Candidates (pools past max_candidates, minus seen and own posts), features and blended
+    scores of a block of users, bit for bit those of the spelt-out one-user rule, whatever the
+    block: users with and without history, follows, co-engagement, own posts, nothing left."""
+    import zlib
+
+    from processors import ranking
+
+    rng = np.random.default_rng(11)
+    mf = lambda user, ids: np.array([zlib.crc32(f"{user}/{i}".encode()) / 2 ** 32 * 1.4 - 0.2 for i in ids])
+    for case in range(12):
+        n_posts = int(rng.choice([60, 400, 900]))
+        cat = PostCatalog(dim=8, capacity=2000)
+        e = rng.normal(size=(n_posts + 30, 8)).astype(np.float32)
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        for i in range(n_posts):
+            cat.add(f"p{i}", f"a{i % 23}", float(rng.uniform(0, 50)), e[i])
+        for i in rng.integers(0, n_posts, size=3 * n_posts).tolist():  # popularity, with ties
+            cat.engage(f"p{i}", 1.0, 40.0)
+        config = RankConfig(max_candidates=int(rng.choice([50, 100, 2000])), per_source=int(rng.choice([10, 40, 120])))
+        shared = ranking._Shared(cat, 60.0, config)
+        view = shared.view
+        for i in range(n_posts, n_posts + 30):  # added after the snapshot: rows past the view
+            cat.add(f"p{i}", f"a{i % 23}", 55.0, e[i])
+        users = []
+        for u in range(int(rng.integers(1, 9))):
+            p = UserProfile(f"a{u}" if u % 3 == 0 else f"u{u}")  # some users are authors too
+            for r in rng.choice(n_posts + 30, size=int(rng.integers(0, 40)), replace=False).tolist():
+                p.apply_engagement("like" if rng.random() < 0.8 else "view", f"p{r}", f"a{r % 23}", ts=10.0,
+                                   weight=None if rng.random() < 0.8 else 0.0)
+            if rng.random() < 0.5:
+                p.apply_follow(f"a{int(rng.integers(0, 23))}", ts=0.0)
+            users.append(p)
+        if case == 0:  # one user has seen every post: no candidates
+            for i in range(n_posts):
+                users[0].apply_engagement("view", f"p{i}", None, 10.0, weight=0.0, seen_limit=10_000)
+        sim = rng.normal(size=(len(users), n_posts)).astype(np.float32)
+        co = np.where(rng.random((len(users), n_posts)) < 0.3, rng.random((len(users), n_posts)), 0.0)
+        co[rng.random(len(users)) < 0.3] = 0.0  # users with no co-engagement at all
+        for with_co in (co, None):
+            got = ranking._score_block(users, shared, sim, with_co, mf, config)
+            for u, p in enumerate(users):
+                want = reference_scoring(p, view, sim[u], np.zeros(n_posts) if with_co is None else co[u],
+                                         shared.pop, shared.fresh, mf, config)
+                if want is None:
+                    assert got[u] is None, (case, u)
+                    continue
+                cand, feats, score = got[u]
+                assert cand.tolist() == want[0].tolist(), (case, u)
+                assert {k: v.tobytes() for k, v in feats.items()} == {k: v.tobytes() for k, v in want[1].items()}
+                assert score.tobytes() == want[2].tobytes(), (case, u)
+        assert case or got[0] is None
