@@ -245,9 +245,10 @@ def _score_block(users: Sequence[UserProfile], shared: _Shared, sim: np.ndarray,
                  mf_scores: MfScores | None, config: RankConfig) -> list[tuple[np.ndarray, dict, np.ndarray] | None]:
     """Each user's candidate rows, their features and blended scores (``None``: no candidates).
     Row ``u`` of ``sim`` (float32) and ``co`` (co-engagement, ``None``: none at all) is user
-    ``u``'s figure for every catalog row.  Every step is an array operation over all the users:
-    a (users × catalog) candidate mask, then the features and scores of its ``(user, row)``
-    pairs in one flat, row-major list (a user's candidates are consecutive, in row order)."""
+    ``u``'s figure for every catalog row.  The candidates are one (users × catalog) mask, and
+    the features and scores are computed over its ``(user, row)`` pairs as one flat, row-major
+    list (a user's candidates are consecutive, in row order); only the nearest-posts sets, the
+    larger pools' selections, own posts and the factor scores are found user by user."""
     view = shared.view
     n, b, m = len(view), len(users), config.per_source
     lu, lr, la = _liked_rows(users, view)
@@ -311,7 +312,7 @@ def _item_dicts(view, ranked: list, picks: list[list[int]]) -> list[list[dict]]:
         return [[] for _ in ats]
     rows = np.concatenate([cand[at] for (cand, _, _), at in zip(ranked, ats)]).tolist()
     scores = Recommendation._round(np.concatenate([s[at] for (_, _, s), at in zip(ranked, ats)]).tolist(), 5)
-    # every user has _score_one's features, in its order; the dicts are spelt out (a dict display is
+    # every user has _score_block's features, in its order; the dicts are spelt out (a dict display is
     # built in one step, ``dict(zip(names, ...))`` is not); tests compare them with ``to_dict``
     cols = [Recommendation._round(np.concatenate([f[name][at] for (_, f, _), at in zip(ranked, ats)]).tolist(), 4)
             for name in ("similarity", "factors", "coengagement", "freshness", "popularity", "affinity")]

@@ -132,7 +132,7 @@ def random_mmr_case(rng, n_rows=1200, n_users=1):
     return emb, authors, users
 
 
-def testdiversify_equals_textbook_greedy_mmr():
+def test_diversify_equals_textbook_greedy_mmr():
     """Several users at once (as recommend_many calls it): each user's picks are exactly those of
     the textbook loop for that user alone, whoever else is in the call."""
     rng = np.random.default_rng(2024)
@@ -317,4 +317,15 @@ def test_score_block_equals_a_per_user_reference():
                 assert cand.tolist() == want[0].tolist(), (case, u)
                 assert {k: v.tobytes() for k, v in feats.items()} == {k: v.tobytes() for k, v in want[1].items()}
                 assert score.tobytes() == want[2].tobytes(), (case, u)
+            assert not shared.scratch(len(users) * n_posts).any()  # the affinities' scratch row is zeros again
         assert case or got[0] is None
+
+
+def test_a_plain_mapping_of_co_scores_becomes_a_catalog_row():
+    """``co_scores`` answering a plain mapping: its posts' figures land on their catalog rows,
+    posts outside the catalog are ignored, every other row is 0."""
+    from processors import ranking
+
+    view = themed_catalog(n_per_theme=2).snapshot(0.0)
+    row = ranking._co_row({"cook1": 0.5, "gone": 9.0, "run0": 2.0}, view)
+    assert row.tolist() == [2.0 if i == "run0" else 0.5 if i == "cook1" else 0.0 for i in view.ids]

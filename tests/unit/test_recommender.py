@@ -294,8 +294,9 @@ def test_messages_carry_each_recommendations_to_dict_in_order():
 
 def test_co_index_path_gives_the_co_scores_paths_messages(monkeypatch):
     """``recommend_many(co_index=...)`` (every user's co-engagement row from one ``over_many``
-    call per block of users) ranks exactly as ``co_scores=co.scores`` (one user at a time): the
-    same items, figures and order, byte for byte, with the users split in several blocks."""
+    call per block of users) ranks exactly as ``co_scores=co.scores`` (one call and one
+    ``CoScoreVector.over`` per user): the same items, figures and order, byte for byte, with the
+    users split in several blocks."""
     import json
 
     from processors import ranking
