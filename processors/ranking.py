@@ -135,10 +135,10 @@ def recommend_detailed(
     return recommend_many([profile], catalog, now, k, mf_scores, config, co_scores)[0]
 
 
-#: catalog rows × users of co-engagement scores computed together (1 MiB of float64)
-CO_BLOCK_CELLS = 1 << 17
-#: catalog rows × users scored together by :func:`_score_block`
-SCORE_BLOCK_CELLS = 1 << 15
+#: catalog rows × users ranked together: co-engagement (one ``over_many``), candidates, features
+#: and scores (:func:`_score_block`).  Small enough that the arrays stay in cache and malloc reuses
+#: its heap for them (blocks of ~1 MiB came as fresh pages each time: ~37 page faults per user)
+BLOCK_CELLS = 1 << 15
 
 
 class _Shared:
@@ -205,7 +205,7 @@ def recommend_many(
         sims = {j: rows[i] for i, j in enumerate(known)}
     zero = np.zeros(n, dtype=np.float32)
     scored = []
-    block = max(1, CO_BLOCK_CELLS // n)  # users whose (users × catalog) arrays stay in cache while scored
+    block = max(1, BLOCK_CELLS // n)
     for start in range(0, len(profiles), block):
         users = profiles[start:start + block]
         recents = [_recent(p, config) for p in users]
@@ -216,13 +216,8 @@ def recommend_many(
             co = np.stack([_co_row(co_scores(r, w), view) if r else np.zeros(n) for r, w in zip(recents, weights)])
         else:
             co = None
-        # a few users at a time: their arrays stay in cache, and malloc reuses its heap for them
-        # (whole-block arrays of ~1 MiB came as fresh pages each time: ~37 page faults per user)
-        step = max(1, SCORE_BLOCK_CELLS // n)
-        for at in range(0, len(users), step):
-            sim = np.stack([sims.get(j, zero) for j in range(start + at, start + min(at + step, len(users)))])
-            scored += _score_block(users[at:at + step], shared, sim, None if co is None else co[at:at + step],
-                                   mf_scores, config)
+        sim = np.stack([sims.get(j, zero) for j in range(start, start + len(users))])
+        scored += _score_block(users, shared, sim, co, mf_scores, config)
     ranked = [x for x in scored if x is not None]  # (candidates, features, scores): MMR for all at once
     picks = diversify([x[2] for x in ranked], view.embeddings, [x[0] for x in ranked], view.authors, k, config)
     chosen = iter(_item_dicts(view, ranked, picks) if as_dicts else [_items(view, *x, c) for x, c in zip(ranked, picks)])

@@ -304,7 +304,7 @@ def test_co_index_path_gives_the_co_scores_paths_messages(monkeypatch):
     n_posts = 1200  # past max_candidates: the co-engagement pool is used
     rec, users = _liked_state(seed=3, dim=8, n_posts=n_posts, authors=30, likes=4000, n_users=50)
     args = (users, rec.catalog, 1000.0, 10, rec.factors.scores, rec.config.rank)
-    monkeypatch.setattr(ranking, "CO_BLOCK_CELLS", 7 * n_posts)  # blocks of 7 users
+    monkeypatch.setattr(ranking, "BLOCK_CELLS", 7 * n_posts)  # blocks of 7 users
     one_by_one = ranking.recommend_many(*args, co_scores=rec.coengagement.scores, as_dicts=True)
     together = ranking.recommend_many(*args, as_dicts=True, co_index=rec.coengagement)
     assert json.dumps([x.items for x in together]) == json.dumps([x.items for x in one_by_one])
