@@ -55,13 +55,9 @@ def changelog_topic(rt: Runtime) -> str:
     return f"{rt.settings.app_id}-profiles-changelog"
 
 
-def group_id(rt: Runtime) -> str:
-    """The engine's consumer group (not the Faust app's: another assignor, another protocol)."""
-    return consumer_group(rt.settings)
-
-
 def consumer_group(settings) -> str:
-    """:func:`group_id` of a worker configured by ``settings``."""
+    """The engine's consumer group for a worker configured by ``settings`` (not the Faust app's:
+    another assignor, another protocol)."""
     return f"{settings.app_id}-engage"
 
 
@@ -95,7 +91,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.producer = AIOKafkaProducer(bootstrap_servers=s.broker, linger_ms=0, acks="all",
                                          enable_idempotence=True, **auth)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.broker, group_id=group_id(rt), enable_auto_commit=False, auto_offset_reset="earliest",
+            bootstrap_servers=s.broker, group_id=consumer_group(rt.settings), enable_auto_commit=False, auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,), max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=int(s.session_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000), **auth)
