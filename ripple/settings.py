@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     onnx_provider: str = Field("auto", description="'auto' (CUDA if available, else CPU), 'cuda' or 'cpu'.")
     embed_batch_size: int = Field(32, ge=1, description="Posts embedded per ONNX call.")
     embed_batch_window_s: float = Field(0.05, gt=0, description="Max wait to fill an embedding batch.")
+    onnx_cpu_parallel: int | None = Field(
+        None, ge=1, description="CPU provider: single-threaded ONNX runs one embedding call is split into and run at "
+        "once; default one per usable core; 1 = one run at a time on onnxruntime's own intra-op threads.")
 
     # --- Domain ----------------------------------------------------------------------------
     max_text_chars: int = Field(5000, ge=1, description="Longer post/comment texts are rejected.")

@@ -76,8 +76,9 @@ def run_worker(settings: Settings) -> None:
         server = metrics.start_http(settings.metrics_host, settings.metrics_port)
         log.info("metrics at %s", server.url)
     model = ensure_model(settings.resolved_model_path, progress=True)
-    embedder = OnnxEmbedder(model, provider=settings.onnx_provider)
-    log.info("sentence model %s on %s", model.name, embedder.provider)
+    embedder = OnnxEmbedder(model, provider=settings.onnx_provider, parallel=settings.onnx_cpu_parallel)
+    log.info("sentence model %s on %s (%d run%s at once)", model.name, embedder.provider, embedder.parallel,
+             "s" if embedder.parallel > 1 else "")
     sentiment = VaderSentiment()
     try:
         asyncio.run(ensure_topics(settings))

@@ -72,6 +72,52 @@ def test_small_internal_batches_keep_input_order(model_path, emb):
     np.testing.assert_allclose(chunked, emb.embed(texts), atol=1e-5)
 
 
+MIXED = [("word " * (i % 13)) + f"text {i}" for i in range(100)]  # lengths in no order
+
+
+@pytest.mark.parametrize("n", [1, 7, 16, 33, 100])
+def test_parallel_pieces_give_the_same_embeddings_in_input_order(model_path, n):
+    one_by_one = OnnxEmbedder(model_path, provider="cpu", parallel=1)
+    at_once = OnnxEmbedder(model_path, provider="cpu", parallel=3, batch_size=32)
+    np.testing.assert_allclose(at_once.embed(MIXED[:n]), one_by_one.embed(MIXED[:n]), atol=1e-5)
+
+
+def test_how_a_call_is_cut_into_pieces(model_path):
+    emb = OnnxEmbedder(model_path, provider="cpu", parallel=2, batch_size=32)
+    assert emb.session.get_session_options().intra_op_num_threads == 1  # the cores come from the pieces
+    sizes = {n: [len(rows) for rows, _ in emb.pieces(*emb.tokenize(MIXED[:n]))] for n in (5, 16, 32, 100)}
+    assert sizes == {5: [5], 16: [8, 8], 32: [16, 16], 100: [25, 25, 25, 25]}  # >= MIN_PIECE, a multiple of 2
+    rows, feed = emb.pieces(*emb.tokenize(MIXED[:32]))[0]
+    lengths = emb.tokenize(MIXED[:32])[1].sum(axis=1)
+    assert feed["input_ids"].shape == (16, lengths[rows].max())  # each piece padded to its own longest text
+    assert lengths[rows].max() <= np.sort(lengths)[16]  # the shortest half of the texts
+
+
+def test_parallel_defaults_and_bounds(model_path):
+    assert OnnxEmbedder(model_path, provider="cpu").parallel == embedder_mod.usable_cores()
+    explicit = OnnxEmbedder(model_path, provider="cpu", intra_op_threads=2)
+    assert explicit.parallel == 1 and explicit.session.get_session_options().intra_op_num_threads == 2
+    with pytest.raises(ValueError, match="parallel"):
+        OnnxEmbedder(model_path, provider="cpu", parallel=0)
+
+
+def test_an_error_in_a_pool_thread_reaches_the_caller(model_path):
+    emb = OnnxEmbedder(model_path, provider="cpu", parallel=2, batch_size=32)
+    real, calls = emb.session, []
+
+    class FailsOnLongPieces:
+        def run(self, names, feed):
+            calls.append(feed["input_ids"].shape[1])
+            if feed["input_ids"].shape[1] > 8:
+                raise RuntimeError("boom")
+            return real.run(names, feed)
+
+    emb.session = FailsOnLongPieces()
+    with pytest.raises(RuntimeError, match="boom"):
+        emb.embed(["hi"] * 16 + [" ".join(["longer"] * 20)] * 16)  # the long half runs on the pool thread
+    assert len(calls) == 2
+
+
 def test_long_text_is_truncated_to_max_length(emb):
     text = " ".join(f"word{i % 50}" for i in range(2000))
     ids, mask = emb.tokenize([text, "short"])
