@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         from ripple.eval_replies import main as eval_replies
 
         eval_replies(settings.resolved_model_path, provider=settings.onnx_provider, n_candidates=args.candidates,
-                     seed=args.seed, limit=args.limit)
+                     seed=args.seed, limit=args.limit, parallel=settings.onnx_cpu_parallel)
     elif args.command == "model":
         from models.embedder import OnnxEmbedder
         from models.onnx_export import export_onnx
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             export_onnx(out, progress=True)
             print(f"wrote {out}")
-        emb = OnnxEmbedder(out, provider=settings.onnx_provider)
-        print(f"loaded: dim={emb.dim} provider={emb.provider}")
+        emb = OnnxEmbedder(out, provider=settings.onnx_provider, parallel=settings.onnx_cpu_parallel)
+        print(f"loaded: dim={emb.dim} provider={emb.provider} parallel={emb.parallel}")
     return 0
 
 

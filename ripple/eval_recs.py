@@ -573,17 +573,18 @@ def _ratios(s: dict[str, dict], k: int) -> list[str]:
     return [line]
 
 
-def load_embedder(model_path: Path, provider: str = "auto", progress: bool = True) -> Embedder:
+def load_embedder(model_path: Path, provider: str = "auto", progress: bool = True,
+                  parallel: int | None = None) -> Embedder:
     """The ONNX sentence model (exported on first use); a seam the tests replace with a fake."""
     from models.embedder import OnnxEmbedder, ensure_model
 
-    return OnnxEmbedder(ensure_model(model_path, progress=progress), provider=provider)
+    return OnnxEmbedder(ensure_model(model_path, progress=progress), provider=provider, parallel=parallel)
 
 
 def main(events_path: Path | None = None, movielens: bool = False, limit: int | None = None, k: int = 10,
          out_png: Path | None = Path("ripple-eval-recs.png"), provider: str = "auto", *, model_path: Path | None = None,
          window: int = 1000, progress: bool = True, load_options: dict | None = None, report_after: int | None = None,
-         **system_options) -> dict:
+         onnx_parallel: int | None = None, **system_options) -> dict:
     """Entry point: load the events (a file, or ``movielens=True``), the ONNX model, run, print the table.
 
     ``load_options`` go to :func:`load_interactions`; ``system_options`` to :func:`build_systems`.
@@ -596,7 +597,7 @@ def main(events_path: Path | None = None, movielens: bool = False, limit: int | 
         raise ValueError(f"no events in {events_path}")
     if model_path is None:
         model_path = Path.home() / ".cache" / "ripple" / "models" / "all-MiniLM-L6-v2.onnx"
-    embedder = load_embedder(model_path, provider, progress)
+    embedder = load_embedder(model_path, provider, progress, parallel=onnx_parallel)
     result = evaluate(data, embedder, k=k, limit=limit, out_png=out_png, window=window, progress=progress,
                       report_after=report_after, **system_options)
     print(format_summary(result))
@@ -660,7 +661,8 @@ def run_from_args(settings, args: argparse.Namespace) -> int:
     try:
         main(args.events, args.movielens, args.limit, args.k, args.plot, settings.onnx_provider,
              model_path=settings.resolved_model_path, window=args.window, progress=args.progress, load_options=load,
-             report_after=args.report_after, popularity_half_life_s=args.pop_half_life_days * 86400)
+             report_after=args.report_after, onnx_parallel=settings.onnx_cpu_parallel,
+             popularity_half_life_s=args.pop_half_life_days * 86400)
     except (ValueError, RuntimeError, OSError) as exc:  # bad file, missing column, no recbole/matplotlib
         print(f"ripple eval recs: error: {exc}", file=sys.stderr)
         return 2

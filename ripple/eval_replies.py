@@ -192,11 +192,12 @@ def format_summary(result: dict) -> str:
 
 
 def main(model_path: Path, *, provider: str = "auto", n_candidates: int = 100, seed: int = 0,
-         limit: int | None = None) -> dict:
+         limit: int | None = None, parallel: int | None = None) -> dict:
     """Entry point for the CLI: load the ONNX model, run the evaluation, print the table."""
     from models.embedder import OnnxEmbedder, ensure_model
 
     ensure_model(model_path)
-    result = run_reply_eval(OnnxEmbedder(model_path, provider=provider), n_candidates=n_candidates, seed=seed, limit=limit)
+    embedder = OnnxEmbedder(model_path, provider=provider, parallel=parallel)
+    result = run_reply_eval(embedder, n_candidates=n_candidates, seed=seed, limit=limit)
     print(format_summary(result))
     return result

@@ -75,8 +75,8 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(32, ge=1, description="Posts embedded per ONNX call.")
     embed_batch_window_s: float = Field(0.05, gt=0, description="Max wait to fill an embedding batch.")
     onnx_cpu_parallel: int | None = Field(
-        None, ge=1, description="CPU provider: single-threaded ONNX runs one embedding call is split into and run at "
-        "once; default one per usable core; 1 = one run at a time on onnxruntime's own intra-op threads.")
+        None, ge=1, description="CPU provider: how many single-threaded pieces of an embedding call run at once "
+        "(default: one per usable core); 1 runs one piece at a time on onnxruntime's own intra-op threads.")
 
     # --- Domain ----------------------------------------------------------------------------
     max_text_chars: int = Field(5000, ge=1, description="Longer post/comment texts are rejected.")

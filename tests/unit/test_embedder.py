@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,9 @@ def reference() -> dict:
     return json.loads(path.read_text())
 
 
-def test_parity_with_sentence_transformers(emb, reference):
-    got = emb.embed(reference["texts"])
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_parity_with_sentence_transformers(model_path, reference, parallel):
+    got = OnnxEmbedder(model_path, provider="cpu", parallel=parallel).embed(reference["texts"])
     want = np.asarray(reference["embeddings"], dtype=np.float32)
     want /= np.linalg.norm(want, axis=1, keepdims=True)
     cos = (got * want).sum(axis=1)
@@ -68,7 +70,7 @@ def test_padding_does_not_change_embeddings(emb):
 
 def test_small_internal_batches_keep_input_order(model_path, emb):
     texts = ["a cat", "a very much longer sentence about dogs and parks", "hi", "ramen near the station?"]
-    chunked = OnnxEmbedder(model_path, provider="cpu", batch_size=1).embed(texts)
+    chunked = OnnxEmbedder(model_path, provider="cpu", batch_size=1, parallel=1).embed(texts)
     np.testing.assert_allclose(chunked, emb.embed(texts), atol=1e-5)
 
 
@@ -85,37 +87,60 @@ def test_parallel_pieces_give_the_same_embeddings_in_input_order(model_path, n):
 def test_how_a_call_is_cut_into_pieces(model_path):
     emb = OnnxEmbedder(model_path, provider="cpu", parallel=2, batch_size=32)
     assert emb.session.get_session_options().intra_op_num_threads == 1  # the cores come from the pieces
-    sizes = {n: [len(rows) for rows, _ in emb.pieces(*emb.tokenize(MIXED[:n]))] for n in (5, 16, 32, 100)}
-    assert sizes == {5: [5], 16: [8, 8], 32: [16, 16], 100: [25, 25, 25, 25]}  # >= MIN_PIECE, a multiple of 2
-    rows, feed = emb.pieces(*emb.tokenize(MIXED[:32]))[0]
-    lengths = emb.tokenize(MIXED[:32])[1].sum(axis=1)
-    assert feed["input_ids"].shape == (16, lengths[rows].max())  # each piece padded to its own longest text
-    assert lengths[rows].max() <= np.sort(lengths)[16]  # the shortest half of the texts
+
+    def cut(texts):
+        ids, mask = emb.tokenize(texts)
+        pieces = emb.pieces(ids, mask)
+        rows = np.concatenate([r for r, _ in pieces])
+        assert sorted(rows.tolist()) == list(range(len(texts)))  # every text once
+        for r, feed in pieces:  # each piece padded to its own longest text
+            assert feed["input_ids"].shape == (len(r), mask[r].sum(axis=1).max())
+        return [int(mask[r].sum()) for r, _ in pieces], [len(r) for r, _ in pieces]
+
+    assert cut(["same length text"] * 32)[1] == [16, 16]
+    assert cut(["one"])[1] == [1] and cut(["one", "two", "three"])[1] in ([1, 2], [2, 1])
+    assert len(cut(MIXED)[1]) == 4  # at least 100 / 32 pieces, a multiple of 2
+    tokens, sizes = cut(["hi"] * 24 + [" ".join(["long"] * 40)] * 8)  # same work, not the same count
+    assert sizes[0] > sizes[1] and abs(tokens[0] - tokens[1]) <= 42
 
 
-def test_parallel_defaults_and_bounds(model_path):
-    assert OnnxEmbedder(model_path, provider="cpu").parallel == embedder_mod.usable_cores()
+def test_parallel_defaults_and_bounds(model_path, monkeypatch):
+    monkeypatch.setattr(embedder_mod, "usable_cores", lambda: 3)
+    emb = OnnxEmbedder(model_path, provider="cpu")
+    assert emb.parallel == 3 and emb.session.get_session_options().intra_op_num_threads == 1
     explicit = OnnxEmbedder(model_path, provider="cpu", intra_op_threads=2)
     assert explicit.parallel == 1 and explicit.session.get_session_options().intra_op_num_threads == 2
     with pytest.raises(ValueError, match="parallel"):
         OnnxEmbedder(model_path, provider="cpu", parallel=0)
+    with pytest.raises(ValueError, match="intra_op_threads"):
+        OnnxEmbedder(model_path, provider="cpu", parallel=2, intra_op_threads=2)
 
 
-def test_an_error_in_a_pool_thread_reaches_the_caller(model_path):
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_cuda_runs_one_piece_at_a_time(model_path, monkeypatch):
+    monkeypatch.setattr(embedder_mod, "resolve_providers", lambda p: [embedder_mod.CUDA, embedder_mod.CPU])
+    emb = OnnxEmbedder(model_path, provider="auto", parallel=4)  # this onnxruntime falls back to CPU
+    assert emb.parallel == 1 and emb.session.get_session_options().intra_op_num_threads == 0  # untouched
+
+
+@pytest.mark.parametrize("failing", ["pool", "caller"])
+def test_an_error_in_either_thread_reaches_the_caller(model_path, failing):
     emb = OnnxEmbedder(model_path, provider="cpu", parallel=2, batch_size=32)
     real, calls = emb.session, []
+    caller = threading.current_thread().name
 
-    class FailsOnLongPieces:
+    class FailsInOneThread:
         def run(self, names, feed):
-            calls.append(feed["input_ids"].shape[1])
-            if feed["input_ids"].shape[1] > 8:
+            where = "caller" if threading.current_thread().name == caller else "pool"
+            calls.append(where)
+            if where == failing:
                 raise RuntimeError("boom")
             return real.run(names, feed)
 
-    emb.session = FailsOnLongPieces()
+    emb.session = FailsInOneThread()
     with pytest.raises(RuntimeError, match="boom"):
-        emb.embed(["hi"] * 16 + [" ".join(["longer"] * 20)] * 16)  # the long half runs on the pool thread
-    assert len(calls) == 2
+        emb.embed(["hi"] * 16 + ["hello there"] * 16)
+    assert sorted(calls) == ["caller", "pool"]  # one piece on each thread, and both were waited for
 
 
 def test_long_text_is_truncated_to_max_length(emb):
