@@ -116,6 +116,16 @@ def test_parallel_defaults_and_bounds(model_path, monkeypatch):
         OnnxEmbedder(model_path, provider="cpu", parallel=2, intra_op_threads=2)
 
 
+@pytest.mark.parametrize("cpu_max, cap", [("max 100000", None), ("200000 100000", 2), ("150000 100000", 2),
+                                          ("50000 100000", 1), ("garbled", None), (None, None)])
+def test_usable_cores_honours_a_cgroup_quota(tmp_path, cpu_max, cap):
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max + "\n")
+    mask = len(os.sched_getaffinity(0))
+    assert embedder_mod.usable_cores(path) == (mask if cap is None else min(mask, cap))
+
+
 @pytest.mark.filterwarnings("ignore:Specified provider")
 def test_cuda_runs_one_piece_at_a_time(model_path, monkeypatch):
     monkeypatch.setattr(embedder_mod, "resolve_providers", lambda p: [embedder_mod.CUDA, embedder_mod.CPU])
