@@ -208,13 +208,6 @@ class OnnxEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self.run_pieces(self.pieces(*self.tokenize(texts)), len(texts))
 
-    def _count(self, n: int) -> int:
-        """How many pieces a call of ``n`` texts is cut into."""
-        pieces = -(-n // self.batch_size)
-        if self.parallel > 1:
-            pieces = min(n, -(-pieces // self.parallel) * self.parallel)  # a multiple of parallel, if n allows
-        return pieces
-
     def pieces(self, ids: np.ndarray, mask: np.ndarray) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """``(rows, feed)`` per ``session.run`` for these token arrays: texts sorted by length, each
         piece cut to its longest text (right padding: the columns past it are padding only).  With
@@ -223,10 +216,11 @@ class OnnxEmbedder:
         lengths = mask.sum(axis=1)
         order = np.argsort(lengths, kind="stable")
         n = len(order)
-        count = self._count(n)
-        if self.parallel == 1 or count <= 1:
+        if self.parallel == 1 or n <= 1:
             bounds = list(range(0, n, self.batch_size)) + [n]
         else:
+            at_least = -(-n // self.batch_size)
+            count = min(n, -(-at_least // self.parallel) * self.parallel)  # a multiple of parallel, if n allows
             sorted_lengths = lengths[order]
             middles = np.cumsum(sorted_lengths) - sorted_lengths / 2  # each text cut to the nearer side
             cuts = np.searchsorted(middles, sorted_lengths.sum() * np.arange(1, count) / count)

@@ -164,8 +164,9 @@ class CoEngagement:
             theirs = pairs[o]
             theirs.add(me)
             if len(theirs.pos) > limit:
-                self._bound(theirs)
-        self._bound(mine)
+                self._prune(theirs)
+        if len(mine.pos) > limit:
+            self._prune(mine)
         while len(self._lru) > self.max_posts:
             old, _ = self._lru.popitem(last=False)
             s = self._slot.pop(old)
@@ -287,11 +288,11 @@ class CoEngagement:
         self._slot = {p: i for i, p in enumerate(self._post)}
         self.slot_version += 1
 
-    def _bound(self, pairs: _Neighbours) -> None:
-        if len(pairs.pos) > self._limit:  # amortised pruning
-            # the strongest, ties in insertion order (as ``heapq.nlargest``), strongest first
-            order = np.argsort(-pairs.arrays()[1], kind="stable")[: self.max_neighbours]
-            pairs.keep(order)
+    def _prune(self, pairs: _Neighbours) -> None:
+        """Cut ``pairs`` to its ``max_neighbours`` strongest, ties in insertion order (as
+        ``heapq.nlargest``), strongest first; :meth:`learn` calls it past ``_limit`` (amortised)."""
+        order = np.argsort(-pairs.arrays()[1], kind="stable")[: self.max_neighbours]
+        pairs.keep(order)
 
     def __len__(self) -> int:
         return len(self._lru)

@@ -341,6 +341,7 @@ async def _latency_run(bootstrap: str, s: Settings, config: BenchConfig, **clien
 
 
 def format_results(r: dict, config: BenchConfig) -> str:
+    threaded = "  the embedder's pieces, at once"
     out = [f"{'measure':40} {'Ripple':>16}   {'baseline (same run)':34} {'value':>16} {'ratio':>7}", "-" * 118]
     for engine, e in r["engines"].items():
         rows = [
@@ -354,14 +355,13 @@ def format_results(r: dict, config: BenchConfig) -> str:
             (f"pipeline post embedding ({engine} run)", f"{e['pipeline_embed_sps']:,.0f} sent/s",
              f"raw ORT session (batch {config.batch_size})", f"{r['raw_ort_sps']:,.0f} sent/s",
              e["pipeline_embed_sps"] / r["raw_ort_sps"]),
-            ("", "", "  the embedder's pieces, at once", f"{r['raw_threaded_sps']:,.0f} sent/s",
+            ("", "", threaded, f"{r['raw_threaded_sps']:,.0f} sent/s",
              e["pipeline_embed_sps"] / r["raw_threaded_sps"]),
         ]
         out += [f"{a:40} {b:>16}   {c:34} {d:>16} {x:7.2f}" for a, b, c, d, x in rows]
     out.append(f"{'OnnxEmbedder.embed (tokenise+run)':40} {r['embedder_sps']:>11,.0f} sent/s   "
                f"{'raw ORT session (batch ' + str(config.batch_size) + ')':34} {r['raw_ort_sps']:>9,.0f} sent/s "
                f"{r['embedder_sps'] / r['raw_ort_sps']:7.2f}")
-    threaded = "  the embedder's pieces, at once"
     out.append(f"{'':40} {'':>16}   {threaded:34} {r['raw_threaded_sps']:>9,.0f} sent/s "
                f"{r['embedder_sps'] / r['raw_threaded_sps']:7.2f}")
     for engine, e in r["engines"].items():
