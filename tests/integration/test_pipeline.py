@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.request
 
 import pytest
@@ -11,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from processors.events import validate
 from ripple.demo import stop_worker
+from streams.bench import _engine_start
 from streams.client import consume, produce
 
 pytestmark = pytest.mark.kafka
@@ -71,7 +73,8 @@ def latest_for(bootstrap, topic, expected: dict[str, int], timeout_s=90.0) -> di
 
 
 @pytest.mark.parametrize("engine", ["faust", "batch"])
-def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_factory, engine):
+def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_factory, engine, tmp_path):
+    started = time.time()
     settings, worker = worker_factory(engage_engine=engine)
     t = settings.topic
     asyncio.run(produce(bootstrap, scripted_posts(), settings.topic_prefix))
@@ -99,6 +102,10 @@ def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_fac
     assert (d["topic"], d["partition"], d["offset"]) == (t("likes"), bad.partition, bad.offset)
     assert d["reason"].startswith("invalid JSON") and d["raw"].startswith('{"schema_version": 1')
     assert validate("dead_letter", {k: v for k, v in d.items() if k != "_meta"}) is None
+
+    if engine == "batch":  # ripple bench times the engine's drain from its first-batch log line
+        first = _engine_start(tmp_path / "worker-0.log", after=started)
+        assert first is not None and started <= first <= time.time()
 
     # restart: a new worker process of the same app recovers profiles and catalog from changelogs
     assert stop_worker(worker) == 0
