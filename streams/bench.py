@@ -112,8 +112,8 @@ async def _read_until(bootstrap: str, topic: str, done, timeout_s: float, **clie
     return out
 
 
-#: Output records further apart than this (ms) belong to different bursts: the worker writes each
-#: batch's records in one burst, and processing the next batch takes longer than this
+#: Output records further apart than this (ms) belong to different bursts: the embedding agent
+#: writes each batch's posts in one burst, and embedding the next batch takes longer than this
 BURST_GAP_MS = 5
 
 
@@ -121,12 +121,14 @@ def _steady_rate(points: list[tuple[int, int]], gap_ms: int = BURST_GAP_MS) -> t
     """Items per second of a worker from its output records, ``(timestamp ms, items applied)``
     each, and the window (ms) it was measured over.
 
-    The worker writes a batch's records in one burst, after processing it, so the first burst's
-    items were processed before the first timestamp: counted over first to last timestamp they
-    would overstate the rate by the first batch's share (a batch may hold up to 2,000 of the 20,000
-    events).  The rate is the items of the bursts after the first over the time from the end of
-    the first burst to the end of the last: whole process-and-write cycles only.  With a single
-    burst (a worker whose batches follow within ``gap_ms``) every millisecond counts as a burst.
+    For outputs written right after their inputs (post embedding, the Faust engine, the bare Faust
+    agents; not the batch engine's profiles, see the module docstring): a batch's records come in
+    one burst after it was processed, so the first burst's items were processed before the first
+    timestamp, and counted over first to last timestamp they would overstate the rate by the first
+    batch's share (32 of the bench's 2,000 posts).  The rate is the items of the bursts after the
+    first over the time from the end of the first burst to the end of the last: whole
+    process-and-write cycles only.  With a single burst (outputs with no gap over ``gap_ms``, as
+    a per-event agent's) every millisecond counts as a burst.
 
     >>> rate, window = _steady_rate([(0, 100), (1, 100), (50, 50), (51, 50), (100, 100)])
     >>> round(rate), window  # the 200 items after the first burst, in the 99 ms after it
