@@ -1,0 +1,192 @@
+"""Ranking in a forked child process: the batch engine's recommendations scored on another core.
+
+The worker's event loop runs on one core; ranking is about half of what it does in a drain (see
+docs/benchmarks.md), and it reads state the next batch then changes (profiles, catalog, factor and
+co-engagement models).  ``os.fork`` hands a child a copy-on-write snapshot of all of it as it is at
+the fork, for ~5 ms, with no copying or serialising of the state and no second copy kept up to
+date.  The child ranks the given users with that snapshot, writes their messages (already JSON)
+to a pipe and exits; the worker folds the next batch meanwhile and reads the pipe from its event
+loop.  The messages are those :meth:`Recommender.recommendations` would give in the worker at the
+fork (``rec_id`` and ``generated_at`` aside).
+
+Ranking only reads state, except caches that die with the child and the throttle's retries
+(users whose history is not all embedded yet), which the child reports back for the worker to
+apply.  The factor model's queued updates are applied before the fork, in the worker, so they
+are applied at the same moment as without a child.
+
+A child that fails, or takes longer than ``timeout_s``, is killed and reported as
+:class:`ForkFailed`; the caller then ranks in its own thread.  Linux (``os.fork``) only;
+:func:`available` says whether it can be used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import gc
+import os
+import pickle
+import signal
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+from processors.profiles import UserProfile
+from processors.recommender import Recommender
+from streams import wire
+
+#: the pipe's buffer: a child writing more than this waits for the worker's event loop to read
+PIPE_BYTES = 1 << 20
+
+
+class ForkFailed(RuntimeError):
+    """The child died, wrote something unreadable, or ran past its time."""
+
+
+@dataclass
+class Ranked:
+    docs: list[bytes]  # each user's message, JSON, in the order asked
+    retry: list[str]  # users whose history was not all embedded yet: the throttle retries them
+    elapsed_s: float  # the child's ranking time
+
+
+def available() -> bool:
+    return hasattr(os, "fork") and hasattr(fcntl, "F_SETPIPE_SZ")
+
+
+class ForkedRanker:
+    """At most one child at a time; :meth:`rank` forks it and returns its result's future."""
+
+    def __init__(self, recommender: Recommender, timeout_s: float = 10.0):
+        self.recommender = recommender
+        self.timeout_s = timeout_s
+        self.forks = 0
+        self.failures = 0
+        self.child: int | None = None  # the newest child's pid
+        self._zombies: list[int] = []
+
+    def rank(self, profiles: Sequence[UserProfile]) -> asyncio.Future:
+        """Fork a child that ranks ``profiles``; the future gives a :class:`Ranked` (or raises
+        :class:`ForkFailed`).  Call from the event loop's thread."""
+        self._reap()
+        if self.recommender.factors is not None:
+            self.recommender.factors.model  # queued updates applied here, as the first score would
+        try:
+            r, w = os.pipe()
+        except OSError as exc:
+            raise ForkFailed(f"no pipe for a ranking child: {exc}") from exc
+        try:
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        except OSError:  # above the system's pipe-max-size: the default buffer, the child waits more
+            pass
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(r)
+            os.close(w)
+            raise ForkFailed(f"fork failed: {exc}") from exc
+        if pid == 0:  # the child: never returns
+            _child(w, self.recommender, profiles)
+        os.close(w)
+        self.child = pid
+        self.forks += 1
+        return asyncio.ensure_future(self._collect(pid, r))
+
+    async def _collect(self, pid: int, fd: int) -> Ranked:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        chunks: list[bytes] = []
+        os.set_blocking(fd, False)
+
+        def readable() -> None:
+            try:
+                while True:
+                    data = os.read(fd, PIPE_BYTES)
+                    if not data:  # EOF: the child closed its end (it is exiting)
+                        loop.remove_reader(fd)
+                        if not done.done():
+                            done.set_result(None)
+                        return
+                    chunks.append(data)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                loop.remove_reader(fd)
+                if not done.done():
+                    done.set_exception(exc)
+
+        loop.add_reader(fd, readable)
+        try:
+            await asyncio.wait_for(done, self.timeout_s)
+        except (asyncio.TimeoutError, OSError) as exc:
+            loop.remove_reader(fd)
+            _kill(pid)
+            raise ForkFailed(f"ranking child {pid}: {type(exc).__name__}") from exc
+        finally:
+            os.close(fd)
+            self._zombies.append(pid)
+            self._reap()
+        try:
+            status, payload = pickle.loads(b"".join(chunks))
+        except Exception as exc:  # cut short: the child died mid-write
+            raise ForkFailed(f"ranking child {pid}: unreadable result ({type(exc).__name__})") from None
+        if status != "ok":
+            raise ForkFailed(f"ranking child {pid}: {payload}")
+        return Ranked(*payload)
+
+    def _reap(self) -> None:
+        """Collect children that have exited (they exit right after writing: never waited for)."""
+        left = []
+        for pid in self._zombies:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    left.append(pid)
+            except ChildProcessError:
+                pass
+        self._zombies = left
+
+    def close(self) -> None:
+        """Wait for every child that has not exited yet."""
+        for pid in self._zombies:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self._zombies = []
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _child(w: int, recommender: Recommender, profiles: Sequence[UserProfile]) -> None:
+    """Rank, write ``pickle((status, payload))`` to ``w``, exit without running any cleanup of
+    the parent's (``os._exit``: no atexit handlers, no flushing of copied buffers)."""
+    code = 1
+    try:
+        # the worker's descriptors (its sockets: Kafka, the metrics port) are not the child's to keep
+        # open: a worker killed while a child runs must not leave its port taken
+        os.closerange(3, w)
+        os.closerange(w + 1, 1 << 30)
+        signal.set_wakeup_fd(-1)  # the worker's event loop listens on that one
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        gc.disable()  # short-lived: a collection would only copy pages
+        retry: list[str] = []
+        recommender.throttle.retry = retry.append  # this copy's throttle dies with the child
+        t0 = time.perf_counter()
+        docs = [wire.dumps(d) for d in recommender.recommendations(profiles)]
+        out = pickle.dumps(("ok", (docs, retry, time.perf_counter() - t0)), protocol=pickle.HIGHEST_PROTOCOL)
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - reported to the worker, which ranks itself
+        out = pickle.dumps(("error", f"{type(exc).__name__}: {exc}"[:300]))
+    try:
+        view = memoryview(out)
+        while view:
+            view = view[os.write(w, view):]
+        os.close(w)
+    finally:
+        os._exit(code)
