@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     engage_rec_budget_s: float = Field(
         0.1, ge=0, description="Most seconds the 'batch' engagement engine spends scoring recommendations per batch; "
         "users left over are scored first in the next batch, with their newest state (0: no limit).")
+    engage_fork_min_users: int = Field(
+        128, ge=0, description="The 'batch' engagement engine scores a batch's recommendations in a forked child "
+        "process (a copy-on-write snapshot of the worker's state, on another core, while the worker folds the next "
+        "batch) when at least this many users are due; fewer are scored in the worker itself (0: never fork; "
+        "Linux only, see streams/forked.py).")
     gc_threshold: int = Field(
         20_000, ge=0, description="Young-generation threshold of Python's garbage collector in the worker (Python's "
         "default is 700); start-up objects are also frozen out of collections.  Fewer full collections over a large "

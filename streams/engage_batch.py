@@ -11,10 +11,13 @@ Per batch: decode and :func:`processors.folding.fold` every record into its user
 in memory as objects); score the users the throttle allows (one message per user per batch, with
 the user's newest state; users owed from earlier batches first) for at most
 ``engage_rec_budget_s`` (the rest are owed and come first next time, so a backlog is folded
-rather than queued behind scoring); enqueue those messages and the dead letters.  The batch then
-*finishes* in the background while the next one is folded: wait until the broker has its
-messages, write each changed profile once to the profiles changelog (compacted, partition =
-input partition), wait for those, commit the input offsets.  Batches finish in order, and at
+rather than queued behind scoring); enqueue those messages and the dead letters.  When
+``engage_fork_min_users`` or more are due, they are scored in a forked child instead
+(:mod:`streams.forked`), on another core, while the next batch is folded, and their messages are
+enqueued when the batch finishes.  The batch then *finishes* in the background while the next
+one is folded: wait until the broker has its messages, write each changed profile once to the
+profiles changelog (compacted, partition = input partition), wait for those, commit the input
+offsets.  Batches finish in order, and at
 most two are unfinished at a time.  A crash anywhere replays the uncommitted records, and the
 positions stored in each profile make a replayed record a no-op: profile state is applied
 exactly once, recommendations at least once.  Kafka transactions are not used, so
@@ -32,7 +35,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -45,10 +50,19 @@ from processors.folding import fold
 from processors.profiles import UserProfile
 from processors.recommender import SCORING_CHUNK
 from streams import metrics, wire
+from streams.forked import ForkedRanker, ForkFailed
+from streams.forked import available as forked_available
 from streams.app import ENGAGEMENT_TOPICS, Runtime
 from streams.security import kafka_client_kwargs
 
 log = logging.getLogger("ripple.worker")
+
+
+@dataclass
+class _Forked:
+    users: list[str]  # scored by the child, in order
+    seen: list  # each one's oldest unpublished event time (the event → recommendation latency)
+    result: asyncio.Future  # the child's ``streams.forked.Ranked``
 
 
 def changelog_topic(rt: Runtime) -> str:
@@ -78,6 +92,9 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.ready: set[int] = set()  # partitions whose profiles have been read back
         self.finishing: asyncio.Future | None = None  # the newest batch's _finish (each awaits the one before)
         self.before: asyncio.Future | None = None  # the _finish of the batch before it
+        self.ranker = ForkedRanker(rt.recommender) if s.engage_fork_min_users and forked_available() else None
+        self.ranking: asyncio.Future | None = None  # the newest child's result
+        self.cost_per_user = 0.0005  # seconds of scoring per user (moving average): sizes a child's share
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -112,6 +129,8 @@ class EngagementEngine(ConsumerRebalanceListener):
                     await self.consumer.stop()  # leaves the group; everything processed was committed
                 finally:
                     await self.producer.stop()
+                    if self.ranker is not None:
+                        self.ranker.close()
 
     # -- one batch ---------------------------------------------------------------------
     async def process(self, batch: dict) -> None:
@@ -145,27 +164,30 @@ class EngagementEngine(ConsumerRebalanceListener):
                     except Exception as exc:  # never crash the worker on one event
                         log.exception("processing failed for %s[%d]@%d", r.topic, r.partition, r.offset)
                         deadletters.append(rt.dead_letter_doc(r, r.value, f"processing error: {type(exc).__name__}: {exc}"[:300]))
-            sends = self._recommend(list(publish), dirty)
+            sends, forked = await self._recommend(list(publish), dirty)
             sends += [self.producer.send(rt.settings.topic("dead-letter"), wire.dumps(d)) for d in deadletters]
             outputs = [await send for send in sends]  # enqueued in order; each is a future for its acknowledgement
             # the profiles as they are now (the next batch changes them while this one finishes)
             saves = [(u.encode(), wire.dumps(self.profiles[u].to_dict()), p) for u, p in dirty.items()]
             saves += [(u.encode(), None, p) for u, p in tombstones]
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
-        if outputs or saves or offsets:
+        if outputs or saves or offsets or forked:
             if self.finishing is not None and self.before is not None and not self.before.done():
                 await asyncio.wait([self.before])  # at most two batches unfinished: the broker sets the pace
             self.before = self.finishing
-            self.finishing = asyncio.ensure_future(self._finish(self.finishing, outputs, saves, offsets))
+            self.finishing = asyncio.ensure_future(self._finish(self.finishing, outputs, saves, offsets, forked))
         self.batches += bool(batch)
 
-    async def _finish(self, previous: asyncio.Future | None, outputs: list, saves: list, offsets: dict) -> None:
-        """After the batch before it: wait until the broker has this batch's messages, then write
-        its profiles to the changelog, wait for those, and commit its offsets.  A saved
-        "published" profile therefore always had its message sent, and a committed offset always
-        had its profile saved."""
+    async def _finish(self, previous: asyncio.Future | None, outputs: list, saves: list, offsets: dict,
+                      forked: _Forked | None = None) -> None:
+        """After the batch before it: send the recommendations a child ranked (``forked``), wait
+        until the broker has this batch's messages, then write its profiles to the changelog, wait
+        for those, and commit its offsets.  A saved "published" profile therefore always had its
+        message sent, and a committed offset always had its profile saved."""
         if previous is not None:
             await previous
+        if forked is not None:
+            outputs = outputs + await self._send_forked(forked)
         if outputs:
             await asyncio.gather(*outputs)
         changelog = changelog_topic(self.rt)
@@ -223,34 +245,107 @@ class EngagementEngine(ConsumerRebalanceListener):
                 tombstones.append((old, r.partition))
                 rt.stats["evicted_profiles"] = rt.stats.get("evicted_profiles", 0) + 1
 
-    def _recommend(self, users: list[str], dirty: dict) -> list:
-        """Score ``users`` in order, ``SCORING_CHUNK`` at a time (one similarity matrix product
-        each), until the per-batch budget (``engage_rec_budget_s``) is spent; queue their
-        messages.  Users left over are owed a message and come first in the next batch, with their
-        newest state."""
+    async def _recommend(self, users: list[str], dirty: dict) -> tuple[list, _Forked | None]:
+        """Score ``users`` in order, until the per-batch budget (``engage_rec_budget_s``) is
+        spent: in a forked child (:mod:`streams.forked`) when at least ``engage_fork_min_users``
+        are to be scored, else here, ``SCORING_CHUNK`` at a time (one similarity matrix product
+        each), queueing their messages.  Users left over are owed a message and come first in the
+        next batch, with their newest state.  Returns the queued sends, or the child to collect."""
         rt = self.rt
         budget = rt.settings.engage_rec_budget_s
+        if self.ranker is not None and users:
+            fit = len(users) if not budget else max(1, math.ceil(budget / self.cost_per_user / SCORING_CHUNK)) * SCORING_CHUNK
+            if min(fit, len(users)) >= rt.settings.engage_fork_min_users:
+                forked = await self._fork(users, fit, dirty)
+                if forked is not None:
+                    return [], forked
         t0 = time.perf_counter()
         topic = rt.settings.topic("recommendations")
         sends = []
         for i in range(0, len(users), SCORING_CHUNK):
             if budget and i and time.perf_counter() - t0 > budget:
-                rt.recommender.throttle.requeue(users[i:], rt.recommender.clock())
-                metrics.record_recommendations_deferred(len(users) - i)
+                self._put_off(users[i:])
                 break
             chunk = users[i:i + SCORING_CHUNK]
-            profiles = [self.profiles[u] for u in chunk]
-            for profile in profiles:
-                profile.published_events = profile.events
-                dirty[profile.user_id] = self.partition_of[profile.user_id]
+            profiles = self._publishing(chunk, dirty)
             docs = rt.recommender.recommendations(profiles)
-            now = rt.recommender.clock()
             for user, doc in zip(chunk, docs):
-                rt.recommender.throttle.settle(user, now)
                 rt.rec_clock.published(user, "engage")
                 sends.append(self.producer.send(topic, wire.dumps(doc), key=user.encode()))
-            rt.stats["recommendations"] += len(docs)
-            metrics.record_recommendation(len(docs))
+            self._count(len(docs))
+        if sends:
+            self.cost_per_user += 0.3 * ((time.perf_counter() - t0) / len(sends) - self.cost_per_user)
+        return sends, None
+
+    def _publishing(self, users: list[str], dirty: dict) -> list[UserProfile]:
+        """``users``' profiles, marked as published (saved with this batch) and settled with the
+        throttle before they are scored (scoring may ask the throttle to retry a user)."""
+        rt, now = self.rt, self.rt.recommender.clock()
+        profiles = [self.profiles[u] for u in users]
+        for profile in profiles:
+            profile.published_events = profile.events
+            dirty[profile.user_id] = self.partition_of[profile.user_id]
+            rt.recommender.throttle.settle(profile.user_id, now)
+        return profiles
+
+    def _put_off(self, users: list[str]) -> None:
+        self.rt.recommender.throttle.requeue(users, self.rt.recommender.clock())
+        metrics.record_recommendations_deferred(len(users))
+
+    def _count(self, n: int) -> None:
+        self.rt.stats["recommendations"] += n
+        metrics.record_recommendation(n)
+
+    async def _fork(self, users: list[str], fit: int, dirty: dict) -> _Forked | None:
+        """Hand the first ``fit`` of ``users`` to a child (after the previous child is done: one
+        at a time) and put the rest off; the bookkeeping of both is done here, now, as for users
+        scored in this thread.  ``None``: no child could be started (nothing was done)."""
+        if self.ranking is not None and not self.ranking.done():
+            await asyncio.wait([self.ranking])
+        chosen = users[:fit]
+        try:
+            self.ranking = self.ranker.rank([self.profiles[u] for u in chosen])
+        except ForkFailed as exc:
+            self._fork_failed(exc)
+            return None
+        if self.ranker.forks == 1:
+            log.info("engage: %d users scored in a forked child (pid %d); so are later batches with %d or more due",
+                     len(chosen), self.ranker.child, self.rt.settings.engage_fork_min_users)
+        if fit < len(users):
+            self._put_off(users[fit:])
+        self._publishing(chosen, dirty)  # after the fork: nothing the child's ranking reads
+        return _Forked(chosen, [self.rt.rec_clock.take(u) for u in chosen], self.ranking)
+
+    def _fork_failed(self, exc: ForkFailed) -> None:
+        """Log it; after three failures the engine stops forking."""
+        self.ranker.failures += 1
+        last = self.ranker.failures >= 3
+        log.warning("engage: %s; scoring in the worker instead%s", exc, " from now on" if last else "")
+        if last:
+            self.ranker.close()
+            self.ranker = None
+
+    async def _send_forked(self, forked: _Forked) -> list:
+        """Queue the messages of the child's users (ranked here if the child failed)."""
+        rt = self.rt
+        try:
+            ranked = await forked.result
+            docs, retry = ranked.docs, ranked.retry
+            self.cost_per_user += 0.3 * (ranked.elapsed_s / len(forked.users) - self.cost_per_user)
+        except ForkFailed as exc:  # scored here, with the profiles as they are now
+            if self.ranker is not None:
+                self._fork_failed(exc)
+            forked.users = [u for u in forked.users if u in self.profiles]  # a rebalance may have taken some
+            docs = [wire.dumps(d) for d in rt.recommender.recommendations([self.profiles[u] for u in forked.users])]
+            retry = []
+        topic = rt.settings.topic("recommendations")
+        sends = [await self.producer.send(topic, doc, key=user.encode()) for user, doc in zip(forked.users, docs)]
+        for user in retry:
+            rt.recommender.throttle.retry(user)
+        for ts in forked.seen:
+            if ts is not None:
+                metrics.observe_event_to_recommendation(ts, "engage")
+        self._count(len(docs))
         return sends
 
     def lags(self) -> dict[tuple[str, int], int]:

@@ -248,6 +248,11 @@ class RecommendationClock:
         ts = self._oldest.pop(user, None)
         return None if ts is None else observe_event_to_recommendation(ts, agent, now=now)
 
+    def take(self, user: str) -> float | None:
+        """``user``'s oldest unpublished event time, forgotten here: a message with it is on its
+        way (observe it with :func:`observe_event_to_recommendation` once sent)."""
+        return self._oldest.pop(user, None)
+
 
 def record_recommendation(n: int = 1) -> None:
     """Count published recommendation messages."""

@@ -536,11 +536,15 @@ def run_with_fault(bootstrap: str, settings: Settings, spawn, stream: Stream, fa
 # (a) kill -9 a worker mid-stream, restart it
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("guarantee,engine", [("at_least_once", "faust"), ("exactly_once", "faust"),
-                                              ("at_least_once", "batch")],
-                         ids=["at_least_once", "exactly_once", "batch_engine"])
-def test_worker_killed_mid_stream_and_restarted(bootstrap, ripple_home, onnx_model, workers, guarantee, engine):
-    settings = base_settings(bootstrap, ripple_home, processing_guarantee=guarantee, engage_engine=engine)
+@pytest.mark.parametrize("guarantee,engine,fork_min", [("at_least_once", "faust", 0), ("exactly_once", "faust", 0),
+                                                       ("at_least_once", "batch", 128), ("at_least_once", "batch", 1)],
+                         ids=["at_least_once", "exactly_once", "batch_engine", "batch_engine_forked"])
+def test_worker_killed_mid_stream_and_restarted(bootstrap, ripple_home, onnx_model, workers, guarantee, engine,
+                                                fork_min):
+    """``batch_engine_forked``: every batch is scored in a forked child, so the kill may land while
+    one runs (the child then exits on its own: the worker's end of its pipe is gone)."""
+    settings = base_settings(bootstrap, ripple_home, processing_guarantee=guarantee, engage_engine=engine,
+                             engage_fork_min_users=fork_min)
     env = dict(FAST_GROUP_ENV, PROCESSING_GUARANTEE=guarantee)  # Faust's own variable; RIPPLE_ one after the patch
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     stream = make_stream(users=12, per_user=25)
@@ -564,7 +568,8 @@ def test_worker_killed_mid_stream_and_restarted(bootstrap, ripple_home, onnx_mod
         figs["uncommitted_view_recs"] = len(everything)
         figs["uncommitted_view_repeated_versions"] = output_stats(everything).repeated_versions
     assert 0 < figs["reflected_before_kill"] < len(stream.engagements), "the kill did not land mid-stream"
-    report(f"worker kill -9 ({guarantee}, {engine} engine)", **figs)
+    report(f"worker kill -9 ({guarantee}, {engine} engine{', forked scoring' if engine == 'batch' and fork_min == 1 else ''})",
+           **figs)
 
 
 @pytest.mark.timeout(240)

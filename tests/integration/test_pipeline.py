@@ -72,10 +72,12 @@ def latest_for(bootstrap, topic, expected: dict[str, int], timeout_s=90.0) -> di
     return latest
 
 
-@pytest.mark.parametrize("engine", ["faust", "batch"])
-def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_factory, engine, tmp_path):
+@pytest.mark.parametrize("engine,fork_min", [("faust", 0), ("batch", 128), ("batch", 1)],
+                         ids=["faust", "batch", "batch_forked"])
+def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_factory, engine, fork_min, tmp_path):
+    """``batch_forked``: every batch's recommendations are scored in a forked child (streams/forked.py)."""
     started = time.time()
-    settings, worker = worker_factory(engage_engine=engine)
+    settings, worker = worker_factory(engage_engine=engine, engage_fork_min_users=fork_min)
     t = settings.topic
     asyncio.run(produce(bootstrap, scripted_posts(), settings.topic_prefix))
     bad = asyncio.run(send_raw(bootstrap, t("likes"), b"u1", b'{"schema_version": 1, "user_id": "u1"'))
@@ -106,10 +108,12 @@ def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_fac
     if engine == "batch":  # ripple bench times the engine's drain from its first-batch log line
         first = _engine_start(tmp_path / "worker-0.log", after=started)
         assert first is not None and started <= first <= time.time()
+        forked = "scored in a forked child" in (tmp_path / "worker-0.log").read_text()
+        assert forked == (fork_min == 1)
 
     # restart: a new worker process of the same app recovers profiles and catalog from changelogs
     assert stop_worker(worker) == 0
-    worker_factory(app_id=settings.app_id, engage_engine=engine)
+    worker_factory(app_id=settings.app_id, engage_engine=engine, engage_fork_min_users=fork_min)
     asyncio.run(produce(bootstrap, [engagement("likes", "u1", "r4")], settings.topic_prefix))
     latest = latest_for(bootstrap, t("recommendations"), {"u1": 4}, timeout_s=120)
     after = [i["post_id"] for i in latest["u1"]["items"]]
