@@ -102,6 +102,11 @@ class ImplicitMF:
         self._flush()
         return self._model
 
+    def flush(self) -> None:
+        """Apply the queued updates now, as the next read would (``streams.forked`` does this
+        before a fork, so the updates land in the worker at the same moment as without one)."""
+        self._flush()
+
     def learn(self, user: str, item: str, negatives: Sequence[str] = ()) -> None:
         """Queue ``(user, item, 1)`` and ``(user, neg, 0)`` for each negative other than ``item``."""
         users, items = self._model.u_latents, self._model.i_latents

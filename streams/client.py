@@ -1,4 +1,5 @@
-"""Plain aiokafka helpers for producers and consumers outside the worker (demo, tests, bench).
+"""Plain aiokafka helpers for producers and consumers outside the worker (demo, tests, bench), and
+the batch engine's read-back of its profiles (:func:`latest_values`).
 
 Every helper passes ``client_kwargs`` to the aiokafka client as they are: the security settings
 from :func:`streams.security.kafka_client_kwargs` (empty for PLAINTEXT).
@@ -134,3 +135,26 @@ async def read_offsets(bootstrap: str, topic: str, partition: int, start: int, e
     finally:
         await consumer.stop()
     return out
+
+
+async def latest_values(bootstrap: str, topic: str, partitions: Iterable[int], **client_kwargs) -> dict[str, bytes | None]:
+    """The newest value of every key in ``partitions`` of compacted ``topic``, read from the
+    beginning to the end offsets at the start (committed records only; ``None``: a tombstone).
+    Keys are decoded as UTF-8; a JSON string key (as a Faust table writes them) is unquoted."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                isolation_level="read_committed", **client_kwargs)
+    await consumer.start()
+    latest: dict[str, bytes | None] = {}
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                for r in records:
+                    key = r.key.decode()
+                    latest[json.loads(key) if key.startswith('"') else key] = r.value or None
+    finally:
+        await consumer.stop()
+    return latest

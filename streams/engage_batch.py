@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass
 
@@ -50,9 +49,10 @@ from processors.folding import fold
 from processors.profiles import UserProfile
 from processors.recommender import SCORING_CHUNK
 from streams import metrics, wire
+from streams.app import ENGAGEMENT_TOPICS, Runtime
+from streams.client import latest_values
 from streams.forked import ForkedRanker, ForkFailed
 from streams.forked import available as forked_available
-from streams.app import ENGAGEMENT_TOPICS, Runtime
 from streams.security import kafka_client_kwargs
 
 log = logging.getLogger("ripple.worker")
@@ -61,7 +61,7 @@ log = logging.getLogger("ripple.worker")
 @dataclass
 class _Forked:
     users: list[str]  # scored by the child, in order
-    seen: list  # each one's oldest unpublished event time (the event → recommendation latency)
+    seen: list[float | None]  # each one's oldest unpublished event time (the event → recommendation latency)
     result: asyncio.Future  # the child's ``streams.forked.Ranked``
 
 
@@ -94,7 +94,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.before: asyncio.Future | None = None  # the _finish of the batch before it
         self.ranker = ForkedRanker(rt.recommender) if s.engage_fork_min_users and forked_available() else None
         self.ranking: asyncio.Future | None = None  # the newest child's result
-        self.cost_per_user = 0.0005  # seconds of scoring per user (moving average): sizes a child's share
+        self.unsent: asyncio.Future | None = None  # the _finish that sends the newest child's messages
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
@@ -166,28 +166,36 @@ class EngagementEngine(ConsumerRebalanceListener):
                         deadletters.append(rt.dead_letter_doc(r, r.value, f"processing error: {type(exc).__name__}: {exc}"[:300]))
             sends, forked = await self._recommend(list(publish), dirty)
             sends += [self.producer.send(rt.settings.topic("dead-letter"), wire.dumps(d)) for d in deadletters]
-            outputs = [await send for send in sends]  # enqueued in order; each is a future for its acknowledgement
+            if self.unsent is not None and not self.unsent.done():  # a child's messages go first (same users)
+                late, outputs = sends, []
+            else:
+                late, outputs = [], [await send for send in sends]  # enqueued in order; futures of their acks
             # the profiles as they are now (the next batch changes them while this one finishes)
             saves = [(u.encode(), wire.dumps(self.profiles[u].to_dict()), p) for u, p in dirty.items()]
             saves += [(u.encode(), None, p) for u, p in tombstones]
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
-        if outputs or saves or offsets or forked:
+        if outputs or late or saves or offsets or forked:
             if self.finishing is not None and self.before is not None and not self.before.done():
                 await asyncio.wait([self.before])  # at most two batches unfinished: the broker sets the pace
             self.before = self.finishing
-            self.finishing = asyncio.ensure_future(self._finish(self.finishing, outputs, saves, offsets, forked))
+            self.finishing = asyncio.ensure_future(self._finish(self.finishing, outputs, saves, offsets, forked, late))
+            if forked is not None:
+                self.unsent = self.finishing
         self.batches += bool(batch)
 
     async def _finish(self, previous: asyncio.Future | None, outputs: list, saves: list, offsets: dict,
-                      forked: _Forked | None = None) -> None:
-        """After the batch before it: send the recommendations a child ranked (``forked``), wait
-        until the broker has this batch's messages, then write its profiles to the changelog, wait
-        for those, and commit its offsets.  A saved "published" profile therefore always had its
-        message sent, and a committed offset always had its profile saved."""
+                      forked: _Forked | None = None, late: tuple = ()) -> None:
+        """After the batch before it: send the recommendations a child ranked (``forked``) and
+        the messages held back behind an earlier child's (``late``: its users' older states must
+        not come last), wait until the broker has this batch's messages, then write its profiles
+        to the changelog, wait for those, and commit its offsets.  A saved "published" profile
+        therefore always had its message sent, and a committed offset always had its profile
+        saved."""
         if previous is not None:
             await previous
         if forked is not None:
             outputs = outputs + await self._send_forked(forked)
+        outputs = outputs + [await send for send in late]
         if outputs:
             await asyncio.gather(*outputs)
         changelog = changelog_topic(self.rt)
@@ -248,17 +256,16 @@ class EngagementEngine(ConsumerRebalanceListener):
     async def _recommend(self, users: list[str], dirty: dict) -> tuple[list, _Forked | None]:
         """Score ``users`` in order, until the per-batch budget (``engage_rec_budget_s``) is
         spent: in a forked child (:mod:`streams.forked`) when at least ``engage_fork_min_users``
-        are to be scored, else here, ``SCORING_CHUNK`` at a time (one similarity matrix product
-        each), queueing their messages.  Users left over are owed a message and come first in the
-        next batch, with their newest state.  Returns the queued sends, or the child to collect."""
+        are due (its share sized by the ranker from the time scoring takes per user), else here,
+        ``SCORING_CHUNK`` at a time (one similarity matrix product each), queueing their messages.
+        Users left over are owed a message and come first in the next batch, with their newest
+        state.  Returns the queued sends, or the child to collect."""
         rt = self.rt
         budget = rt.settings.engage_rec_budget_s
-        if self.ranker is not None and users:
-            fit = len(users) if not budget else max(1, math.ceil(budget / self.cost_per_user / SCORING_CHUNK)) * SCORING_CHUNK
-            if min(fit, len(users)) >= rt.settings.engage_fork_min_users:
-                forked = await self._fork(users, fit, dirty)
-                if forked is not None:
-                    return [], forked
+        if self.ranker is not None and self.ranker.usable and len(users) >= rt.settings.engage_fork_min_users:
+            forked = await self._fork(users, dirty)
+            if forked is not None:
+                return [], forked
         t0 = time.perf_counter()
         topic = rt.settings.topic("recommendations")
         sends = []
@@ -273,8 +280,8 @@ class EngagementEngine(ConsumerRebalanceListener):
                 rt.rec_clock.published(user, "engage")
                 sends.append(self.producer.send(topic, wire.dumps(doc), key=user.encode()))
             self._count(len(docs))
-        if sends:
-            self.cost_per_user += 0.3 * ((time.perf_counter() - t0) / len(sends) - self.cost_per_user)
+        if self.ranker is not None:
+            self.ranker.observe(time.perf_counter() - t0, len(sends))
         return sends, None
 
     def _publishing(self, users: list[str], dirty: dict) -> list[UserProfile]:
@@ -296,12 +303,15 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.rt.stats["recommendations"] += n
         metrics.record_recommendation(n)
 
-    async def _fork(self, users: list[str], fit: int, dirty: dict) -> _Forked | None:
-        """Hand the first ``fit`` of ``users`` to a child (after the previous child is done: one
-        at a time) and put the rest off; the bookkeeping of both is done here, now, as for users
-        scored in this thread.  ``None``: no child could be started (nothing was done)."""
+    async def _fork(self, users: list[str], dirty: dict) -> _Forked | None:
+        """Hand the users the budget allows to a child (after the previous child is done: one at
+        a time) and put the rest off; the bookkeeping of both is done here, now, as for users
+        scored in this thread.  ``None``: no child was started (nothing was done)."""
         if self.ranking is not None and not self.ranking.done():
             await asyncio.wait([self.ranking])
+            if not self.ranker.usable:  # that child was the last failure allowed
+                return None
+        fit = self.ranker.share(len(users), self.rt.settings.engage_rec_budget_s)
         chosen = users[:fit]
         try:
             self.ranking = self.ranker.rank([self.profiles[u] for u in chosen])
@@ -317,25 +327,23 @@ class EngagementEngine(ConsumerRebalanceListener):
         return _Forked(chosen, [self.rt.rec_clock.take(u) for u in chosen], self.ranking)
 
     def _fork_failed(self, exc: ForkFailed) -> None:
-        """Log it; after three failures the engine stops forking."""
-        self.ranker.failures += 1
-        last = self.ranker.failures >= 3
-        log.warning("engage: %s; scoring in the worker instead%s", exc, " from now on" if last else "")
-        if last:
-            self.ranker.close()
-            self.ranker = None
+        self.ranker.failed()
+        log.warning("engage: %s; scoring in the worker instead%s", exc,
+                    "" if self.ranker.usable else f" from now on ({self.ranker.max_failures} failures in a row)")
 
     async def _send_forked(self, forked: _Forked) -> list:
-        """Queue the messages of the child's users (ranked here if the child failed)."""
+        """Enqueue the messages of the child's users (scored here, with their state as it is now,
+        if the child failed)."""
         rt = self.rt
         try:
             ranked = await forked.result
             docs, retry = ranked.docs, ranked.retry
-            self.cost_per_user += 0.3 * (ranked.elapsed_s / len(forked.users) - self.cost_per_user)
-        except ForkFailed as exc:  # scored here, with the profiles as they are now
-            if self.ranker is not None:
-                self._fork_failed(exc)
-            forked.users = [u for u in forked.users if u in self.profiles]  # a rebalance may have taken some
+            self.ranker.observe(ranked.elapsed_s, len(forked.users))
+            self.ranker.failures = 0
+        except ForkFailed as exc:
+            self._fork_failed(exc)
+            here = [(u, t) for u, t in zip(forked.users, forked.seen) if u in self.profiles]  # a rebalance may take some
+            forked.users, forked.seen = [u for u, _ in here], [t for _, t in here]
             docs = [wire.dumps(d) for d in rt.recommender.recommendations([self.profiles[u] for u in forked.users])]
             retry = []
         topic = rt.settings.topic("recommendations")
@@ -410,24 +418,8 @@ class EngagementEngine(ConsumerRebalanceListener):
     async def _restore(self, parts: list[int]) -> list[UserProfile]:
         """The newest profile of every user in changelog ``parts`` (tombstones honoured)."""
         s = self.rt.settings
-        consumer = AIOKafkaConsumer(bootstrap_servers=s.broker, group_id=None, enable_auto_commit=False,
-                                    isolation_level="read_committed", **kafka_client_kwargs(s))
-        await consumer.start()
-        latest: dict[str, dict | None] = {}
-        try:
-            tps = [TopicPartition(changelog_topic(self.rt), p) for p in parts]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-                for records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                    for r in records:
-                        key = r.key.decode()
-                        key = json.loads(key) if key.startswith('"') else key  # Faust's table wrote JSON keys
-                        latest[key] = json.loads(r.value) if r.value else None
-        finally:
-            await consumer.stop()
-        return [UserProfile.from_dict(raw) for raw in latest.values() if raw]
+        latest = await latest_values(s.broker, changelog_topic(self.rt), parts, **kafka_client_kwargs(s))
+        return [UserProfile.from_dict(json.loads(raw)) for raw in latest.values() if raw]
 
 
 def register(rt: Runtime) -> EngagementEngine:

@@ -14,8 +14,8 @@ Ranking only reads state, except caches that die with the child and the throttle
 apply.  The factor model's queued updates are applied before the fork, in the worker, so they
 are applied at the same moment as without a child.
 
-A child that fails, or takes longer than ``timeout_s``, is killed and reported as
-:class:`ForkFailed`; the caller then ranks in its own thread.  Linux (``os.fork``) only;
+A child that fails or dies is reported as :class:`ForkFailed`, and so is one that runs past its
+time limit (it is killed); the caller then ranks in its own thread.  Linux (``os.fork``) only;
 :func:`available` says whether it can be used.
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
+import math
 import os
 import pickle
 import signal
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from processors.profiles import UserProfile
-from processors.recommender import Recommender
+from processors.recommender import SCORING_CHUNK, Recommender
 from streams import wire
 
 #: the pipe's buffer: a child writing more than this waits for the worker's event loop to read
@@ -55,22 +56,52 @@ def available() -> bool:
 
 
 class ForkedRanker:
-    """At most one child at a time; :meth:`rank` forks it and returns its result's future."""
+    """At most one child at a time: :meth:`rank` forks it and returns its result's future.
 
-    def __init__(self, recommender: Recommender, timeout_s: float = 10.0):
+    It also keeps what sizes and guards the children: the time scoring takes per user (a moving
+    average of what is reported to :meth:`observe`, the children's own times included) and the
+    failures in a row (after ``max_failures`` of them, :attr:`usable` is False).
+    """
+
+    #: a child's time limit: this much, plus four times its users' expected scoring time
+    timeout_s = 10.0
+    max_failures = 3
+
+    def __init__(self, recommender: Recommender, cost_per_user_s: float = 0.0005):
         self.recommender = recommender
-        self.timeout_s = timeout_s
+        self.cost_per_user_s = cost_per_user_s  # a conservative start: ~2× a 2,000-post catalog's
         self.forks = 0
-        self.failures = 0
+        self.failures = 0  # in a row
         self.child: int | None = None  # the newest child's pid
+        self._running: set[int] = set()  # children whose result has not been read
         self._zombies: list[int] = []
+
+    @property
+    def usable(self) -> bool:
+        return self.failures < self.max_failures
+
+    def share(self, due: int, budget_s: float) -> int:
+        """How many of ``due`` users a child scores within ``budget_s`` (0: all), in whole
+        chunks of ``SCORING_CHUNK``, at least one."""
+        if not budget_s:
+            return due
+        return min(due, max(1, math.ceil(budget_s / self.cost_per_user_s / SCORING_CHUNK)) * SCORING_CHUNK)
+
+    def observe(self, elapsed_s: float, users: int) -> None:
+        """``users`` were scored in ``elapsed_s`` (by a child or by the caller itself)."""
+        if users:
+            self.cost_per_user_s += 0.3 * (elapsed_s / users - self.cost_per_user_s)
+
+    def failed(self) -> None:
+        self.failures += 1
 
     def rank(self, profiles: Sequence[UserProfile]) -> asyncio.Future:
         """Fork a child that ranks ``profiles``; the future gives a :class:`Ranked` (or raises
         :class:`ForkFailed`).  Call from the event loop's thread."""
         self._reap()
-        if self.recommender.factors is not None:
-            self.recommender.factors.model  # queued updates applied here, as the first score would
+        flush = getattr(self.recommender.factors, "flush", None)  # queued updates: applied here, as a score would
+        if flush is not None:
+            flush()
         try:
             r, w = os.pipe()
         except OSError as exc:
@@ -90,9 +121,11 @@ class ForkedRanker:
         os.close(w)
         self.child = pid
         self.forks += 1
-        return asyncio.ensure_future(self._collect(pid, r))
+        self._running.add(pid)
+        timeout = self.timeout_s + 4 * len(profiles) * self.cost_per_user_s
+        return asyncio.ensure_future(self._collect(pid, r, timeout))
 
-    async def _collect(self, pid: int, fd: int) -> Ranked:
+    async def _collect(self, pid: int, fd: int, timeout_s: float) -> Ranked:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         chunks: list[bytes] = []
@@ -103,27 +136,29 @@ class ForkedRanker:
                 while True:
                     data = os.read(fd, PIPE_BYTES)
                     if not data:  # EOF: the child closed its end (it is exiting)
-                        loop.remove_reader(fd)
-                        if not done.done():
-                            done.set_result(None)
-                        return
+                        break
                     chunks.append(data)
             except BlockingIOError:
                 return
             except OSError as exc:
-                loop.remove_reader(fd)
                 if not done.done():
                     done.set_exception(exc)
+            loop.remove_reader(fd)
+            if not done.done():
+                done.set_result(None)
 
         loop.add_reader(fd, readable)
         try:
-            await asyncio.wait_for(done, self.timeout_s)
-        except (asyncio.TimeoutError, OSError) as exc:
-            loop.remove_reader(fd)
+            await asyncio.wait_for(done, timeout_s)
+        except BaseException as exc:  # a timeout, a read error, or cancelled: the child is not waited for
             _kill(pid)
-            raise ForkFailed(f"ranking child {pid}: {type(exc).__name__}") from exc
+            if isinstance(exc, Exception):
+                raise ForkFailed(f"ranking child {pid}: {type(exc).__name__}") from exc
+            raise
         finally:
+            loop.remove_reader(fd)
             os.close(fd)
+            self._running.discard(pid)
             self._zombies.append(pid)
             self._reap()
         try:
@@ -146,12 +181,15 @@ class ForkedRanker:
         self._zombies = left
 
     def close(self) -> None:
-        """Wait for every child that has not exited yet."""
-        for pid in self._zombies:
+        """Kill the children whose result is still awaited, wait for every child to exit."""
+        for pid in self._running:
+            _kill(pid)
+        for pid in (*self._running, *self._zombies):
             try:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
+        self._running.clear()
         self._zombies = []
 
 
@@ -170,7 +208,7 @@ def _child(w: int, recommender: Recommender, profiles: Sequence[UserProfile]) ->
         # the worker's descriptors (its sockets: Kafka, the metrics port) are not the child's to keep
         # open: a worker killed while a child runs must not leave its port taken
         os.closerange(3, w)
-        os.closerange(w + 1, 1 << 30)
+        os.closerange(w + 1, max(w + 1, os.sysconf("SC_OPEN_MAX")))
         signal.set_wakeup_fd(-1)  # the worker's event loop listens on that one
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)

@@ -549,12 +549,15 @@ def test_worker_killed_mid_stream_and_restarted(bootstrap, ripple_home, onnx_mod
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     stream = make_stream(users=12, per_user=25)
 
+    logs = []
+
     def fault(worker: Worker) -> dict:
         time.sleep(random.Random(3).uniform(0.0, 0.5))
         t_kill = time.time()
         assert worker.kill() == -signal.SIGKILL
         time.sleep(1.0)
         new = workers(settings, **env)
+        logs.extend([worker, new])
         return {"worker": new, "t_kill": t_kill, "t_restart": new.started_at}
 
     figs = run_with_fault(bootstrap, settings, workers, stream, fault, rate=30.0, worker_env=env,
@@ -568,6 +571,9 @@ def test_worker_killed_mid_stream_and_restarted(bootstrap, ripple_home, onnx_mod
         figs["uncommitted_view_recs"] = len(everything)
         figs["uncommitted_view_repeated_versions"] = output_stats(everything).repeated_versions
     assert 0 < figs["reflected_before_kill"] < len(stream.engagements), "the kill did not land mid-stream"
+    if fork_min == 1:  # both workers scored in children, and no child failed
+        assert all("scored in a forked child" in w.log_text() for w in logs)
+        assert not any("scoring in the worker instead" in w.log_text() for w in logs)
     report(f"worker kill -9 ({guarantee}, {engine} engine{', forked scoring' if engine == 'batch' and fork_min == 1 else ''})",
            **figs)
 

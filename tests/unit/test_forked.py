@@ -77,6 +77,7 @@ def test_child_sees_the_state_at_the_fork_not_later_changes():
     before, got = asyncio.run(go())
     ranker.close()
     assert got == before
+    assert [_stable(d) for d in rec.recommendations(profiles[:5])] != before  # the likes did change them
 
 
 def test_retries_of_users_with_unembedded_history_come_back():
@@ -87,7 +88,68 @@ def test_retries_of_users_with_unembedded_history_come_back():
     got = _rank(ranker, [profiles[0], late])
     ranker.close()
     assert got.retry == ["late"]
-    assert "late" not in rec.throttle.due(NOW + 3600)  # the worker's throttle is untouched: the caller retries
+
+
+def test_a_result_larger_than_the_pipe_is_read_in_pieces(monkeypatch):
+    """The child blocks on a full pipe until the event loop reads it; the pieces join up."""
+    monkeypatch.setattr("streams.forked.PIPE_BYTES", 4096)
+    rec, profiles = _state()
+    ranker = ForkedRanker(rec)
+    got = _rank(ranker, profiles)
+    ranker.close()
+    assert sum(map(len, got.docs)) > 20 * 4096
+    assert [_stable(d) for d in got.docs] == [_stable(d) for d in rec.recommendations(profiles)]
+
+
+def test_queued_factor_updates_are_applied_before_the_fork():
+    """In the worker, at the fork, as the child's first score would: not lost with the child's copy."""
+    rec, profiles = _state(users=5, likes=20)
+    assert rec.factors._pending
+    ranker = ForkedRanker(rec)
+    _rank(ranker, profiles)
+    ranker.close()
+    assert not rec.factors._pending
+
+
+def test_share_follows_the_budget_and_the_time_per_user():
+    ranker = ForkedRanker(None, cost_per_user_s=0.0005)
+    assert ranker.share(1000, 0.0) == 1000  # no budget: everyone
+    assert ranker.share(1000, 0.1) == 256  # 200 users' worth, in whole chunks of 64
+    assert ranker.share(100, 0.1) == 100
+    assert ranker.share(1000, 1e-9) == 64  # at least one chunk
+    for _ in range(30):
+        ranker.observe(0.05, 200)  # 250 µs per user
+    assert ranker.share(1000, 0.1) == 448
+
+
+def test_a_child_that_dies_without_a_word_is_reported():
+    rec, profiles = _state(users=5, likes=20)
+    rec.recommendations = lambda ps: os._exit(3)
+    ranker = ForkedRanker(rec)
+    with pytest.raises(ForkFailed, match="unreadable result"):
+        _rank(ranker, profiles)
+    ranker.close()
+
+
+def test_a_cancelled_collection_kills_the_child():
+    """The worker stopping mid-batch: the child is killed, not waited for."""
+    rec, profiles = _state(users=5, likes=20)
+    rec.recommendations = lambda ps: time.sleep(60)
+    ranker = ForkedRanker(rec)
+
+    async def go():
+        pending = ranker.rank(profiles)
+        await asyncio.sleep(0.3)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+
+    t0 = time.monotonic()
+    asyncio.run(go())
+    ranker.close()
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(ChildProcessError):
+        os.waitpid(ranker.child, os.WNOHANG)
 
 
 def test_a_failing_child_is_reported():
@@ -102,7 +164,8 @@ def test_a_failing_child_is_reported():
 def test_a_hanging_child_is_killed_after_its_timeout():
     rec, profiles = _state(users=5, likes=20)
     rec.recommendations = lambda ps: time.sleep(60)
-    ranker = ForkedRanker(rec, timeout_s=0.5)
+    ranker = ForkedRanker(rec)
+    ranker.timeout_s, ranker.cost_per_user_s = 0.5, 0.0
     t0 = time.monotonic()
     with pytest.raises(ForkFailed, match="TimeoutError"):
         _rank(ranker, profiles)
