@@ -122,15 +122,6 @@ def test_share_follows_the_budget_and_the_time_per_user():
     assert ranker.share(1000, 0.1) == 448
 
 
-def test_a_child_that_dies_without_a_word_is_reported():
-    rec, profiles = _state(users=5, likes=20)
-    rec.recommendations = lambda ps: os._exit(3)
-    ranker = ForkedRanker(rec)
-    with pytest.raises(ForkFailed, match="unreadable result"):
-        _rank(ranker, profiles)
-    ranker.close()
-
-
 def test_a_cancelled_collection_kills_the_child():
     """The worker stopping mid-batch: the child is killed, not waited for."""
     rec, profiles = _state(users=5, likes=20)
@@ -152,11 +143,14 @@ def test_a_cancelled_collection_kills_the_child():
         os.waitpid(ranker.child, os.WNOHANG)
 
 
-def test_a_failing_child_is_reported():
+@pytest.mark.parametrize("fail,reason", [(lambda ps: 1 / 0, "ZeroDivisionError"),  # reported by the child
+                                         (lambda ps: os._exit(3), "unreadable result")],  # died without a word
+                         ids=["raises", "dies"])
+def test_a_failing_child_is_reported(fail, reason):
     rec, profiles = _state(users=5, likes=20)
-    rec.recommendations = lambda ps: 1 / 0  # replaced in this process, so in the child's copy too
+    rec.recommendations = fail  # replaced in this process, so in the child's copy too
     ranker = ForkedRanker(rec)
-    with pytest.raises(ForkFailed, match="ZeroDivisionError"):
+    with pytest.raises(ForkFailed, match=reason):
         _rank(ranker, profiles)
     ranker.close()
 
