@@ -250,7 +250,12 @@ class RecommendationClock:
 
     def take(self, user: str) -> float | None:
         """``user``'s oldest unpublished event time, forgotten here: a message with it is on its
-        way (observe it with :func:`observe_event_to_recommendation` once sent)."""
+        way (observe it with :func:`observe_event_to_recommendation` once sent).
+
+        >>> clock = RecommendationClock()
+        >>> clock.saw("u1", 10.0); clock.take("u1"), clock.take("u1")
+        (10.0, None)
+        """
         return self._oldest.pop(user, None)
 
 
