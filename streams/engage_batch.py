@@ -327,7 +327,6 @@ class EngagementEngine(ConsumerRebalanceListener):
         return _Forked(chosen, [self.rt.rec_clock.take(u) for u in chosen], self.ranking)
 
     def _fork_failed(self, exc: ForkFailed) -> None:
-        self.ranker.failed()
         log.warning("engage: %s; scoring in the worker instead%s", exc,
                     "" if self.ranker.usable else f" from now on ({self.ranker.max_failures} failures in a row)")
 
@@ -339,7 +338,6 @@ class EngagementEngine(ConsumerRebalanceListener):
             ranked = await forked.result
             docs, retry = ranked.docs, ranked.retry
             self.ranker.observe(ranked.elapsed_s, len(forked.users))
-            self.ranker.failures = 0
         except ForkFailed as exc:
             self._fork_failed(exc)
             here = [(u, t) for u, t in zip(forked.users, forked.seen) if u in self.profiles]  # a rebalance may take some

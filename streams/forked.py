@@ -60,7 +60,8 @@ class ForkedRanker:
 
     It also keeps what sizes and guards the children: the time scoring takes per user (a moving
     average of what is reported to :meth:`observe`, the children's own times included) and the
-    failures in a row (after ``max_failures`` of them, :attr:`usable` is False).
+    failures in a row, of forks and of children (after ``max_failures`` of them, :attr:`usable`
+    is False).
     """
 
     #: a child's time limit: this much, plus four times its users' expected scoring time
@@ -92,9 +93,6 @@ class ForkedRanker:
         if users:
             self.cost_per_user_s += 0.3 * (elapsed_s / users - self.cost_per_user_s)
 
-    def failed(self) -> None:
-        self.failures += 1
-
     def rank(self, profiles: Sequence[UserProfile]) -> asyncio.Future:
         """Fork a child that ranks ``profiles``; the future gives a :class:`Ranked` (or raises
         :class:`ForkFailed`).  Call from the event loop's thread."""
@@ -102,20 +100,20 @@ class ForkedRanker:
         flush = getattr(self.recommender.factors, "flush", None)  # queued updates: applied here, as a score would
         if flush is not None:
             flush()
+        r = w = None
         try:
             r, w = os.pipe()
-        except OSError as exc:
-            raise ForkFailed(f"no pipe for a ranking child: {exc}") from exc
-        try:
-            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        except OSError:  # above the system's pipe-max-size: the default buffer, the child waits more
-            pass
-        try:
+            try:
+                fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            except OSError:  # above the system's pipe-max-size: the default buffer, the child waits more
+                pass
             pid = os.fork()
         except OSError as exc:
-            os.close(r)
-            os.close(w)
-            raise ForkFailed(f"fork failed: {exc}") from exc
+            for fd in (r, w):
+                if fd is not None:
+                    os.close(fd)
+            self.failures += 1
+            raise ForkFailed(f"no ranking child: {exc}") from exc
         if pid == 0:  # the child: never returns
             _child(w, self.recommender, profiles)
         os.close(w)
@@ -126,6 +124,16 @@ class ForkedRanker:
         return asyncio.ensure_future(self._collect(pid, r, timeout))
 
     async def _collect(self, pid: int, fd: int, timeout_s: float) -> Ranked:
+        """The child's result; counts the failures in a row."""
+        try:
+            ranked = await self._read(pid, fd, timeout_s)
+        except ForkFailed:
+            self.failures += 1
+            raise
+        self.failures = 0
+        return ranked
+
+    async def _read(self, pid: int, fd: int, timeout_s: float) -> Ranked:
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         chunks: list[bytes] = []

@@ -245,7 +245,7 @@ class RecommendationClock:
             self._oldest[user] = ts
 
     def published(self, user: str, agent: str, *, now: float | None = None) -> float | None:
-        ts = self._oldest.pop(user, None)
+        ts = self.take(user)
         return None if ts is None else observe_event_to_recommendation(ts, agent, now=now)
 
     def take(self, user: str) -> float | None:

@@ -153,6 +153,7 @@ def test_a_failing_child_is_reported(fail, reason):
     with pytest.raises(ForkFailed, match=reason):
         _rank(ranker, profiles)
     ranker.close()
+    assert ranker.failures == 1 and ranker.usable
 
 
 def test_a_hanging_child_is_killed_after_its_timeout():
@@ -167,3 +168,22 @@ def test_a_hanging_child_is_killed_after_its_timeout():
     ranker.close()  # returns at once: the child was killed
     with pytest.raises(ChildProcessError):
         os.waitpid(ranker.child, os.WNOHANG)  # and reaped
+
+
+def test_failures_in_a_row_make_the_ranker_unusable_and_a_success_resets_them():
+    rec, profiles = _state(users=5, likes=20)
+    ranker = ForkedRanker(rec)
+    good = rec.recommendations
+    rec.recommendations = lambda ps: 1 / 0
+    for _ in range(2):
+        with pytest.raises(ForkFailed):
+            _rank(ranker, profiles)
+    rec.recommendations = good
+    _rank(ranker, profiles)
+    assert ranker.failures == 0
+    rec.recommendations = lambda ps: 1 / 0
+    for _ in range(3):
+        with pytest.raises(ForkFailed):
+            _rank(ranker, profiles)
+    ranker.close()
+    assert ranker.failures == 3 and not ranker.usable
