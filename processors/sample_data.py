@@ -150,5 +150,28 @@ def generate_stream(
     return s
 
 
+def post_texts(n: int, seed: int = 0) -> list[str]:
+    """``n`` short post texts (15–18 tokens): a theme sentence and a ``#i`` tag, as ``ripple bench`` posts them.
+
+    >>> post_texts(2, seed=3) == post_texts(2, seed=3) and post_texts(2)[1].endswith(" #1")
+    True
+    """
+    rng = random.Random(seed)
+    texts = [t for ts in THEMES.values() for t in ts]
+    return [f"{rng.choice(texts)} #{i}" for i in range(n)]
+
+
+def mixed_texts(n: int, seed: int = 7) -> list[str]:
+    """``n`` texts of mixed length: 1 to 14 theme sentences each, Pareto-distributed (median about
+    14 tokens, p90 about 60, longest about 160), for measuring padding and batching.
+
+    >>> [len(t) > 0 for t in mixed_texts(3)]
+    [True, True, True]
+    """
+    rng = random.Random(seed)
+    pool = [t for ts in THEMES.values() for t in ts]
+    return [" ".join(rng.choice(pool) for _ in range(min(int(rng.paretovariate(1.2)), 14))) for _ in range(n)]
+
+
 def _ev(topic: str, key: str, value: dict) -> dict:
     return {"topic": topic, "key": key, "value": {"schema_version": 1, **value}}

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from processors.sample_data import THEMES
+from processors.sample_data import post_texts
 from ripple.settings import Settings
 from streams.broker import create_topics
 from streams import engage_batch, wire
@@ -65,10 +65,8 @@ class BenchConfig:
 
 
 def _posts(n: int, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    texts = [t for ts in THEMES.values() for t in ts]
     return [{"topic": "posts", "key": f"p{i}", "value": {"schema_version": 1, "post_id": f"p{i}",
-             "author_id": f"a{i % 50}", "text": f"{rng.choice(texts)} #{i}", "ts": time.time()}} for i in range(n)]
+             "author_id": f"a{i % 50}", "text": text, "ts": time.time()}} for i, text in enumerate(post_texts(n, seed))]
 
 
 def _likes(n: int, users: int, posts: int, seed: int = 1) -> list[dict]:
