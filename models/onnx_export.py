@@ -227,6 +227,34 @@ def export_onnx(out_path: Path, *, weights: WeightsDir | None = None, progress: 
     weights = weights or locate_weights()
     model = build_graph(weights, progress=progress)
     onnx.checker.check_model(model)
+    _save_atomic(model, out_path)
+    if progress:
+        meta = {p.key: p.value for p in model.metadata_props if p.key != "ripple.tokenizer_json"}
+        print(f"exported {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) {json.dumps(meta)}", file=sys.stderr)
+    return out_path
+
+
+def convert_fp16(src: Path, out_path: Path) -> Path:
+    """Write a float16 copy of the exported model ``src`` to ``out_path`` (atomically).
+
+    Weights and arithmetic become float16 (onnxruntime's converter, which leaves the ops it lists as
+    unsafe in float32); the inputs and ``sentence_embedding`` keep their types, so ``OnnxEmbedder``
+    loads it like the float32 model.  Meant for the CUDA provider, whose
+    tensor cores run float16 matrix products; the CPU provider runs most float16 ops slower than
+    float32.  The metadata gains ``ripple.precision = fp16``.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta["ripple.precision"] = "fp16"
+    onnx.helper.set_model_props(model, meta)
+    _save_atomic(model, Path(out_path))
+    return Path(out_path)
+
+
+def _save_atomic(model: onnx.ModelProto, out_path: Path) -> None:
+    """Write ``model`` through a temporary file in the same directory renamed over ``out_path``."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     try:
@@ -238,7 +266,3 @@ def export_onnx(out_path: Path, *, weights: WeightsDir | None = None, progress: 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if progress:
-        meta = {p.key: p.value for p in model.metadata_props if p.key != "ripple.tokenizer_json"}
-        print(f"exported {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) {json.dumps(meta)}", file=sys.stderr)
-    return out_path
