@@ -14,6 +14,13 @@ session.  The three are measured in turn, ``rounds`` times, and each keeps its b
 pads the default-session arrays to a fixed length (e.g. the 128 the shipped ``tokenizer.json``
 asks for) to show what padding to the longest text saves.
 
+From the command line, with no broker and no Ripple settings (so it runs wherever onnxruntime,
+``tokenizers`` and numpy do, e.g. on a GPU machine with onnxruntime-gpu)::
+
+    python -m models.bench_embed --provider cuda --batch-sizes 32,256 --texts mixed --fp16
+
+prints one row per batch size and precision (see ``--help``).
+
 Examples
 --------
 >>> class Fake:  # any object with tokenize/session/pieces/run_pieces/embed works
@@ -37,7 +44,12 @@ Examples
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -101,3 +113,110 @@ def bench(embedder, texts: Sequence[str], batch_size: int, pad_to: int | None = 
         raw_threaded_sps = max(raw_threaded_sps, rate(lambda p: embedder.run_pieces(*p), pieces))
     return {"n_texts": len(texts), "batch_size": batch_size, "pad_to": pad_to, "embedder_sps": embedder_sps,
             "raw_sps": raw_sps, "raw_threaded_sps": raw_threaded_sps, "ratio": embedder_sps / raw_sps}
+
+
+def default_model_path() -> Path:
+    """``$RIPPLE_MODEL_PATH``, else ``$RIPPLE_HOME/models/all-MiniLM-L6-v2.onnx`` (home: ``~/.cache/ripple``),
+    as the worker resolves it."""
+    if os.environ.get("RIPPLE_MODEL_PATH"):
+        return Path(os.environ["RIPPLE_MODEL_PATH"])
+    return Path(os.environ.get("RIPPLE_HOME", "~/.cache/ripple")).expanduser() / "models" / "all-MiniLM-L6-v2.onnx"
+
+
+def load_texts(spec: str, n: int) -> list[str]:
+    """``short`` (the bench's posts), ``mixed`` (1–14 sentences each) or a JSON file holding a list of
+    texts; the first ``n``."""
+    from processors.sample_data import mixed_texts, post_texts
+
+    if spec == "short":
+        return post_texts(n)
+    if spec == "mixed":
+        return mixed_texts(n)
+    texts = json.loads(Path(spec).read_text(encoding="utf-8"))
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts) or not texts:
+        raise SystemExit(f"{spec}: expected a JSON list of strings")
+    return texts[:n]
+
+
+def reference_cosine(embedder, reference: Path) -> float:
+    """Lowest cosine between ``embedder``'s embeddings and a reference file's (``texts``, ``embeddings``)."""
+    ref = json.loads(Path(reference).read_text(encoding="utf-8"))
+    got, want = embedder.embed(ref["texts"]), np.asarray(ref["embeddings"], dtype=np.float32)
+    cos = (got * want).sum(axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
+    return float(cos.min())
+
+
+DESCRIPTION = ("Sentences/s of OnnxEmbedder.embed against raw onnxruntime sessions on the same texts and batch size "
+               "(no broker). Baselines: a default-options session fed pre-tokenised batches padded to their longest "
+               "text, and the embedder's own pieces pre-tokenised.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command's options (shared by ``python -m models.bench_embed`` and ``ripple model bench``)."""
+    p.add_argument("--model", type=Path, default=None,
+                   help="exported ONNX model, exported there first if missing "
+                        "(default: $RIPPLE_MODEL_PATH, else $RIPPLE_HOME/models/all-MiniLM-L6-v2.onnx)")
+    p.add_argument("--provider", choices=["auto", "cuda", "cpu"], default=os.environ.get("RIPPLE_ONNX_PROVIDER", "auto"),
+                   help="onnxruntime provider (default: $RIPPLE_ONNX_PROVIDER, else auto)")
+    p.add_argument("--texts", default="short",
+                   help="'short' (the bench's posts), 'mixed' (1 to 14 sentences each) or a JSON list file "
+                        "(default: short)")
+    p.add_argument("-n", "--n-texts", type=int, default=2000, help="texts embedded per measurement (default: 2000)")
+    p.add_argument("--batch-sizes", default="32", help="comma-separated texts per call (default: 32, the worker's)")
+    p.add_argument("--rounds", type=int, default=3, help="alternated measurements of each; the best is kept (default: 3)")
+    p.add_argument("--fp16", action="store_true",
+                   help="also measure a float16 copy of the model, written beside it as *-fp16.onnx (for CUDA)")
+    p.add_argument("--reference", type=Path, default=None,
+                   help="JSON with 'texts' and 'embeddings': print the lowest cosine to them per model")
+    p.add_argument("--json", type=Path, default=None, help="also write the results there")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m models.bench_embed", description=DESCRIPTION)
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure and print one row per precision and batch size (see ``add_arguments``)."""
+    import onnxruntime as ort
+
+    from models.embedder import OnnxEmbedder, ensure_model
+    from models.onnx_export import convert_fp16
+
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    model = ensure_model(args.model or default_model_path(), progress=True)
+    models = [("fp32", model)]
+    if args.fp16:
+        fp16 = model.with_name(model.stem + "-fp16.onnx")
+        if not fp16.is_file() or fp16.stat().st_mtime < model.stat().st_mtime:
+            convert_fp16(model, fp16)
+        models.append(("fp16", fp16))
+    texts = load_texts(args.texts, args.n_texts)
+    print(f"onnxruntime {ort.__version__}, providers available: {', '.join(ort.get_available_providers())}; "
+          f"{len(texts)} '{args.texts}' texts", flush=True)
+    rows = []
+    for precision, path in models:
+        emb = OnnxEmbedder(path, provider=args.provider)
+        raw = default_session(emb)
+        head = f"{precision} on {emb.provider} (parallel {emb.parallel})"
+        if args.reference is not None:
+            head += f", lowest cosine to {args.reference.name}: {reference_cosine(emb, args.reference):.7f}"
+        print(head, flush=True)
+        print(f"  {'batch':>6} {'embed':>10} {'raw ORT':>10} {'pieces':>10} {'embed/raw':>10}", flush=True)
+        for size in sizes:
+            emb.batch_size = size  # as the worker: one call per embed_batch_size posts, cut to that size
+            r = bench(emb, texts, batch_size=size, raw_session=raw, rounds=args.rounds)
+            r.update(precision=precision, provider=emb.provider, texts=args.texts)
+            rows.append(r)
+            print(f"  {size:>6} {r['embedder_sps']:>10,.0f} {r['raw_sps']:>10,.0f} {r['raw_threaded_sps']:>10,.0f} "
+                  f"{r['ratio']:>10.2f}", flush=True)
+    print("(sentences/s; embed = OnnxEmbedder.embed with tokenising, raw ORT = default session on pre-tokenised "
+          "batches, pieces = the embedder's own pieces pre-tokenised)")
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from models import bench_embed
 from ripple import __version__
 from ripple.settings import Settings
 
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(e)
     e.add_argument("--out", type=Path, help="output file (default <home>/models/all-MiniLM-L6-v2.onnx)")
     e.add_argument("--force", action="store_true", help="export even if the file exists")
+    e = msub.add_parser("bench", help="embedding throughput alone (no broker): OnnxEmbedder vs raw onnxruntime sessions",
+                        description=bench_embed.DESCRIPTION)
+    bench_embed.add_arguments(e)
     return parser
 
 
@@ -142,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
 
         eval_replies(settings.resolved_model_path, provider=settings.onnx_provider, n_candidates=args.candidates,
                      seed=args.seed, limit=args.limit, parallel=settings.onnx_cpu_parallel)
+    elif args.command == "model" and args.model_command == "bench":
+        args.model = args.model or settings.resolved_model_path
+        return bench_embed.run(args)
     elif args.command == "model":
         from models.embedder import OnnxEmbedder
         from models.onnx_export import export_onnx

@@ -225,3 +225,62 @@ def test_adapter_never_imports_torch():
     code = ("import sys, models.embedder, models.onnx_export, models.weights, models.bench_embed; "
             "models.weights.locate_weights(); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_fp16_copy_keeps_io_types_and_parity(model_path, reference, tmp_path):
+    import onnx
+
+    from models.onnx_export import convert_fp16
+
+    out = convert_fp16(model_path, tmp_path / "m-fp16.onnx")
+    model = onnx.load(str(out))
+    sizes = {t.data_type: 0 for t in model.graph.initializer}
+    for t in model.graph.initializer:
+        sizes[t.data_type] += int(np.prod(t.dims))
+    assert sizes[onnx.TensorProto.FLOAT16] > 0.99 * sum(sizes.values())  # the weights are float16
+    assert read_metadata(out)["ripple.precision"] == "fp16"
+    assert read_metadata(out)["ripple.format_version"] == FORMAT_VERSION  # the rest of the metadata is kept
+    fp16 = OnnxEmbedder(out, provider="cpu")
+    got = fp16.embed(reference["texts"])
+    assert got.dtype == np.float32 and got.shape == (len(reference["texts"]), 384)
+    want = np.asarray(reference["embeddings"], dtype=np.float32)
+    cos = (got * want).sum(axis=1) / np.linalg.norm(want, axis=1)
+    assert cos.min() >= 0.999
+    assert [p.name for p in tmp_path.iterdir()] == ["m-fp16.onnx"]  # no temporary file left
+
+
+def test_bench_embed_command(model_path, reference, tmp_path, capsys):
+    from models.bench_embed import main
+
+    out = tmp_path / "r.json"
+    ref = _reference_path()
+    assert main(["--model", str(model_path), "--provider", "cpu", "--texts", "mixed", "-n", "24",
+                 "--batch-sizes", "4,8", "--rounds", "1", "--fp16", "--reference", str(ref), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["precision"], r["batch_size"]) for r in rows] == [("fp32", 4), ("fp32", 8), ("fp16", 4), ("fp16", 8)]
+    assert all(r["n_texts"] == 24 and r["embedder_sps"] > 0 and r["raw_sps"] > 0 for r in rows)
+    printed = capsys.readouterr().out
+    assert printed.count("lowest cosine to minilm_reference.json: 0.9999") == 2  # fp32 and fp16, both close
+    assert model_path.with_name(model_path.stem + "-fp16.onnx").is_file()
+
+
+def test_bench_embed_texts(tmp_path):
+    from models.bench_embed import load_texts
+
+    assert load_texts("short", 3) == load_texts("short", 5)[:3]
+    assert len(load_texts("mixed", 7)) == 7
+    good, bad = tmp_path / "t.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(["a", "b", "c"]))
+    bad.write_text(json.dumps({"a": 1}))
+    assert load_texts(str(good), 2) == ["a", "b"]
+    with pytest.raises(SystemExit, match="expected a JSON list of strings"):
+        load_texts(str(bad), 2)
+
+
+def test_ripple_model_bench_runs_the_same_command(model_path, capsys, monkeypatch):
+    from ripple.cli import main
+
+    monkeypatch.setenv("RIPPLE_MODEL_PATH", str(model_path))  # the Settings default the command falls back to
+    assert main(["model", "bench", "--provider", "cpu", "-n", "8", "--batch-sizes", "8", "--rounds", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "fp32 on CPUExecutionProvider" in printed and "fp16" not in printed.split("(sentences/s")[0]
