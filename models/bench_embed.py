@@ -14,8 +14,10 @@ session.  The three are measured in turn, ``rounds`` times, and each keeps its b
 pads the default-session arrays to a fixed length (e.g. the 128 the shipped ``tokenizer.json``
 asks for) to show what padding to the longest text saves.
 
-From the command line, with no broker and no Ripple settings (so it runs wherever onnxruntime,
-``tokenizers`` and numpy do, e.g. on a GPU machine with onnxruntime-gpu)::
+From the command line, with no broker: ``ripple model bench`` (model path, provider, CPU pieces and
+default batch size from Ripple's settings), or ``python -m models.bench_embed``, which needs only
+the model's own dependencies (onnxruntime, onnx, safetensors, ``tokenizers``, numpy) and takes
+everything from its flags, e.g. on a GPU machine with onnxruntime-gpu::
 
     python -m models.bench_embed --provider cuda --batch-sizes 32,256 --texts mixed --fp16
 
@@ -23,6 +25,7 @@ prints one row per batch size and precision (see ``--help``).
 
 Examples
 --------
+>>> import numpy as np
 >>> class Fake:  # any object with tokenize/session/pieces/run_pieces/embed works
 ...     def tokenize(self, texts):
 ...         n = len(texts)
@@ -46,13 +49,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
-
-import numpy as np
 
 OUTPUT = "sentence_embedding"
 
@@ -88,6 +88,8 @@ def bench(embedder, texts: Sequence[str], batch_size: int, pad_to: int | None = 
     dict
         ``embedder_sps``, ``raw_sps``, ``raw_threaded_sps``, ``ratio`` (embedder / raw) and the parameters.
     """
+    import numpy as np  # here, not at the top: ``ripple`` builds its parser from this module
+
     raw_session = raw_session if raw_session is not None else default_session(embedder)
     batches = [list(texts[i:i + batch_size]) for i in range(0, len(texts), batch_size)]
     feeds, pieces = [], []
@@ -115,12 +117,24 @@ def bench(embedder, texts: Sequence[str], batch_size: int, pad_to: int | None = 
             "raw_sps": raw_sps, "raw_threaded_sps": raw_threaded_sps, "ratio": embedder_sps / raw_sps}
 
 
-def default_model_path() -> Path:
-    """``$RIPPLE_MODEL_PATH``, else ``$RIPPLE_HOME/models/all-MiniLM-L6-v2.onnx`` (home: ``~/.cache/ripple``),
-    as the worker resolves it."""
-    if os.environ.get("RIPPLE_MODEL_PATH"):
-        return Path(os.environ["RIPPLE_MODEL_PATH"])
-    return Path(os.environ.get("RIPPLE_HOME", "~/.cache/ripple")).expanduser() / "models" / "all-MiniLM-L6-v2.onnx"
+DESCRIPTION = ("Sentences/s of OnnxEmbedder.embed against raw onnxruntime sessions on the same texts and batch size "
+               "(no broker). Baselines: a default-options session fed pre-tokenised batches padded to their longest "
+               "text, and the embedder's own pieces pre-tokenised.")
+STANDALONE_MODEL = Path("~/.cache/ripple/models/all-MiniLM-L6-v2.onnx")  # Settings' default, for a machine without it
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return [_positive(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
 
 
 def load_texts(spec: str, n: int) -> list[str]:
@@ -132,38 +146,59 @@ def load_texts(spec: str, n: int) -> list[str]:
         return post_texts(n)
     if spec == "mixed":
         return mixed_texts(n)
-    texts = json.loads(Path(spec).read_text(encoding="utf-8"))
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts) or not texts:
+    try:
+        texts = json.loads(Path(spec).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--texts {spec}: not 'short', 'mixed' or a readable JSON file ({exc})") from None
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         raise SystemExit(f"{spec}: expected a JSON list of strings")
     return texts[:n]
 
 
 def reference_cosine(embedder, reference: Path) -> float:
     """Lowest cosine between ``embedder``'s embeddings and a reference file's (``texts``, ``embeddings``)."""
+    import numpy as np
+
     ref = json.loads(Path(reference).read_text(encoding="utf-8"))
     got, want = embedder.embed(ref["texts"]), np.asarray(ref["embeddings"], dtype=np.float32)
     cos = (got * want).sum(axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
     return float(cos.min())
 
 
-DESCRIPTION = ("Sentences/s of OnnxEmbedder.embed against raw onnxruntime sessions on the same texts and batch size "
-               "(no broker). Baselines: a default-options session fed pre-tokenised batches padded to their longest "
-               "text, and the embedder's own pieces pre-tokenised.")
+def fp16_copy(model: Path) -> Path:
+    """``<model>-fp16.onnx`` beside ``model``, converted again unless it was made from this very export
+    (same format, weights and export time in the metadata; file times can lie after a copy)."""
+    from models.onnx_export import convert_fp16, read_metadata
+
+    out = model.with_name(model.stem + "-fp16.onnx")
+    keys = ("ripple.format_version", "ripple.weights_sha256", "ripple.exported_at")
+    if out.is_file():
+        have, want = read_metadata(out), read_metadata(model)
+        if have.get("ripple.precision") == "fp16" and all(have.get(k) == want.get(k) for k in keys):
+            return out
+    print(f"writing a float16 copy to {out}", file=sys.stderr, flush=True)
+    return convert_fp16(model, out)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The command's options (shared by ``python -m models.bench_embed`` and ``ripple model bench``)."""
+def add_arguments(p: argparse.ArgumentParser, *, standalone: bool) -> None:
+    """The command's options.  ``standalone`` (``python -m models.bench_embed``) adds ``--provider``;
+    ``ripple model bench`` takes the provider from its settings (``--onnx-provider``)."""
     p.add_argument("--model", type=Path, default=None,
-                   help="exported ONNX model, exported there first if missing "
-                        "(default: $RIPPLE_MODEL_PATH, else $RIPPLE_HOME/models/all-MiniLM-L6-v2.onnx)")
-    p.add_argument("--provider", choices=["auto", "cuda", "cpu"], default=os.environ.get("RIPPLE_ONNX_PROVIDER", "auto"),
-                   help="onnxruntime provider (default: $RIPPLE_ONNX_PROVIDER, else auto)")
+                   help="exported ONNX model, exported there first if missing (default: "
+                        + ("~/.cache/ripple/models/all-MiniLM-L6-v2.onnx)" if standalone else
+                           "<home>/models/all-MiniLM-L6-v2.onnx or RIPPLE_MODEL_PATH)"))
+    if standalone:
+        p.add_argument("--provider", choices=["auto", "cuda", "cpu"], default="auto",
+                       help="onnxruntime provider (default: auto, CUDA if available)")
     p.add_argument("--texts", default="short",
                    help="'short' (the bench's posts), 'mixed' (1 to 14 sentences each) or a JSON list file "
                         "(default: short)")
-    p.add_argument("-n", "--n-texts", type=int, default=2000, help="texts embedded per measurement (default: 2000)")
-    p.add_argument("--batch-sizes", default="32", help="comma-separated texts per call (default: 32, the worker's)")
-    p.add_argument("--rounds", type=int, default=3, help="alternated measurements of each; the best is kept (default: 3)")
+    p.add_argument("-n", "--n-texts", type=_positive, default=2000, help="texts embedded per measurement (default: 2000)")
+    p.add_argument("--batch-sizes", type=_sizes, default=None,
+                   help="comma-separated texts per call (default: " +
+                        ("32, the worker's default)" if standalone else "the worker's, RIPPLE_EMBED_BATCH_SIZE)"))
+    p.add_argument("--rounds", type=_positive, default=3,
+                   help="alternated measurements of each; the best is kept (default: 3)")
     p.add_argument("--fp16", action="store_true",
                    help="also measure a float16 copy of the model, written beside it as *-fp16.onnx (for CUDA)")
     p.add_argument("--reference", type=Path, default=None,
@@ -172,39 +207,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m models.bench_embed``: everything from the flags, no Ripple settings."""
     p = argparse.ArgumentParser(prog="python -m models.bench_embed", description=DESCRIPTION)
-    add_arguments(p)
-    return run(p.parse_args(argv))
+    add_arguments(p, standalone=True)
+    args = p.parse_args(argv)
+    return run(args, model=(args.model or STANDALONE_MODEL).expanduser(), provider=args.provider, parallel=None,
+               batch_sizes=args.batch_sizes or [32])
 
 
-def run(args: argparse.Namespace) -> int:
-    """Measure and print one row per precision and batch size (see ``add_arguments``)."""
+def run(args: argparse.Namespace, *, model: Path, provider: str, parallel: int | None, batch_sizes: list[int]) -> int:
+    """Measure and print one row per precision and batch size (options: see ``add_arguments``)."""
+    texts = load_texts(args.texts, args.n_texts)  # before any export, so a bad argument fails at once
     import onnxruntime as ort
 
     from models.embedder import OnnxEmbedder, ensure_model
-    from models.onnx_export import convert_fp16
 
-    sizes = [int(b) for b in args.batch_sizes.split(",")]
-    model = ensure_model(args.model or default_model_path(), progress=True)
-    models = [("fp32", model)]
-    if args.fp16:
-        fp16 = model.with_name(model.stem + "-fp16.onnx")
-        if not fp16.is_file() or fp16.stat().st_mtime < model.stat().st_mtime:
-            convert_fp16(model, fp16)
-        models.append(("fp16", fp16))
-    texts = load_texts(args.texts, args.n_texts)
+    model = ensure_model(model, progress=True)
+    models = [("fp32", model)] + ([("fp16", fp16_copy(model))] if args.fp16 else [])
     print(f"onnxruntime {ort.__version__}, providers available: {', '.join(ort.get_available_providers())}; "
-          f"{len(texts)} '{args.texts}' texts", flush=True)
+          f"{len(texts)} '{args.texts}' texts" + (f" (of {args.n_texts} asked for)" if len(texts) < args.n_texts else ""),
+          flush=True)
     rows = []
     for precision, path in models:
-        emb = OnnxEmbedder(path, provider=args.provider)
+        emb = OnnxEmbedder(path, provider=provider, parallel=parallel)
         raw = default_session(emb)
         head = f"{precision} on {emb.provider} (parallel {emb.parallel})"
         if args.reference is not None:
             head += f", lowest cosine to {args.reference.name}: {reference_cosine(emb, args.reference):.7f}"
         print(head, flush=True)
         print(f"  {'batch':>6} {'embed':>10} {'raw ORT':>10} {'pieces':>10} {'embed/raw':>10}", flush=True)
-        for size in sizes:
+        for size in batch_sizes:
             emb.batch_size = size  # as the worker: one call per embed_batch_size posts, cut to that size
             r = bench(emb, texts, batch_size=size, raw_session=raw, rounds=args.rounds)
             r.update(precision=precision, provider=emb.provider, texts=args.texts)

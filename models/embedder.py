@@ -168,7 +168,7 @@ class OnnxEmbedder:
             raise ValueError(f"max_length must be in [2, {limit}], got {max_length}")
         self.dim = int(self.session.get_outputs()[0].shape[1])
         self.tokenizer = self._tokenizer(tokenizer_path, meta)
-        # skips character offsets (unused here): about 20 % less tokenising time; older tokenizers lack it
+        # skips character offsets (unused here): 10-20 % less tokenising time; older tokenizers lack it
         self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
         self.parallel = parallel
         self._pool = ThreadPoolExecutor(parallel - 1, thread_name_prefix="ripple-onnx") if parallel > 1 else None

@@ -234,7 +234,7 @@ def export_onnx(out_path: Path, *, weights: WeightsDir | None = None, progress: 
     return out_path
 
 
-def convert_fp16(src: Path, out_path: Path) -> Path:
+def convert_fp16(src: Path, out_path: Path | str) -> Path:
     """Write a float16 copy of the exported model ``src`` to ``out_path`` (atomically).
 
     Weights and arithmetic become float16 (onnxruntime's converter, which leaves the ops it lists as
@@ -249,8 +249,36 @@ def convert_fp16(src: Path, out_path: Path) -> Path:
     meta = {p.key: p.value for p in model.metadata_props}
     meta["ripple.precision"] = "fp16"
     onnx.helper.set_model_props(model, meta)
-    _save_atomic(model, Path(out_path))
-    return Path(out_path)
+    _sort_nodes(model.graph)  # the converter appends some Casts after the nodes that read them
+    onnx.checker.check_model(model)
+    out_path = Path(out_path)
+    _save_atomic(model, out_path)
+    return out_path
+
+
+def _sort_nodes(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph``'s nodes so each comes after the nodes whose outputs it reads (ONNX's rule).
+
+    >>> x, z = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in "xz")
+    >>> g = helper.make_graph([helper.make_node("Neg", ["y"], ["z"]), helper.make_node("Neg", ["x"], ["y"])], "g", [x], [z])
+    >>> _sort_nodes(g); [n.output[0] for n in g.node]
+    ['y', 'z']
+    """
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}  # "": optional input left out
+    waiting, ordered = list(graph.node), []
+    while waiting:
+        later = []
+        for n in waiting:
+            if set(n.input) <= ready:
+                ordered.append(n)
+                ready.update(n.output)
+            else:
+                later.append(n)
+        if len(later) == len(waiting):
+            raise ValueError(f"graph has a cycle or an undefined input at node {later[0].name!r}")
+        waiting = later
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def _save_atomic(model: onnx.ModelProto, out_path: Path) -> None:
@@ -262,6 +290,7 @@ def _save_atomic(model: onnx.ModelProto, out_path: Path) -> None:
             fh.write(model.SerializeToString())
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a model is no secret and other users may serve it
         os.replace(tmp, out_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

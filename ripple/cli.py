@@ -106,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="export even if the file exists")
     e = msub.add_parser("bench", help="embedding throughput alone (no broker): OnnxEmbedder vs raw onnxruntime sessions",
                         description=bench_embed.DESCRIPTION)
-    bench_embed.add_arguments(e)
+    _common(e)
+    bench_embed.add_arguments(e, standalone=False)
     return parser
 
 
@@ -147,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         eval_replies(settings.resolved_model_path, provider=settings.onnx_provider, n_candidates=args.candidates,
                      seed=args.seed, limit=args.limit, parallel=settings.onnx_cpu_parallel)
     elif args.command == "model" and args.model_command == "bench":
-        args.model = args.model or settings.resolved_model_path
-        return bench_embed.run(args)
+        return bench_embed.run(args, model=args.model or settings.resolved_model_path, provider=settings.onnx_provider,
+                               parallel=settings.onnx_cpu_parallel, batch_sizes=args.batch_sizes or [settings.embed_batch_size])
     elif args.command == "model":
         from models.embedder import OnnxEmbedder
         from models.onnx_export import export_onnx

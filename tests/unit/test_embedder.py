@@ -227,41 +227,90 @@ def test_adapter_never_imports_torch():
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 
-def test_fp16_copy_keeps_io_types_and_parity(model_path, reference, tmp_path):
+def test_tokenize_gives_what_encode_batch_gives(emb):
+    texts = ["[PAD] x [CLS] y", "", "é ü 日本語 🙂", "short", " ".join(["long text"] * 200)]
+    ids, mask = emb.tokenize(texts)  # encode_batch_fast where tokenizers has it
+    encodings = emb.tokenizer.encode_batch(texts)
+    np.testing.assert_array_equal(ids, [e.ids for e in encodings])
+    np.testing.assert_array_equal(mask, [e.attention_mask for e in encodings])
+
+
+@pytest.fixture(scope="module")
+def fp16_path(model_path) -> Path:
+    from models.bench_embed import fp16_copy
+
+    return fp16_copy(model_path)  # beside the module's model, where the bench command looks for it
+
+
+def test_fp16_copy_keeps_io_types_and_parity(model_path, fp16_path, reference):
     import onnx
 
-    from models.onnx_export import convert_fp16
-
-    out = convert_fp16(model_path, tmp_path / "m-fp16.onnx")
-    model = onnx.load(str(out))
+    model = onnx.load(str(fp16_path))
     sizes = {t.data_type: 0 for t in model.graph.initializer}
     for t in model.graph.initializer:
         sizes[t.data_type] += int(np.prod(t.dims))
     assert sizes[onnx.TensorProto.FLOAT16] > 0.99 * sum(sizes.values())  # the weights are float16
-    assert read_metadata(out)["ripple.precision"] == "fp16"
-    assert read_metadata(out)["ripple.format_version"] == FORMAT_VERSION  # the rest of the metadata is kept
-    fp16 = OnnxEmbedder(out, provider="cpu")
-    got = fp16.embed(reference["texts"])
+    meta = read_metadata(fp16_path)
+    assert meta.pop("ripple.precision") == "fp16" and meta == read_metadata(model_path)  # the rest is kept
+    assert oct(fp16_path.stat().st_mode & 0o777) == "0o644"
+    got = OnnxEmbedder(fp16_path, provider="cpu").embed(reference["texts"])
     assert got.dtype == np.float32 and got.shape == (len(reference["texts"]), 384)
     want = np.asarray(reference["embeddings"], dtype=np.float32)
     cos = (got * want).sum(axis=1) / np.linalg.norm(want, axis=1)
     assert cos.min() >= 0.999
-    assert [p.name for p in tmp_path.iterdir()] == ["m-fp16.onnx"]  # no temporary file left
+    assert not list(fp16_path.parent.glob("*.tmp"))  # no temporary file left
 
 
-def test_bench_embed_command(model_path, reference, tmp_path, capsys):
+def test_fp16_copy_is_remade_only_for_another_export(model_path, tmp_path):
+    import onnx
+
+    from models.bench_embed import fp16_copy
+
+    model = onnx.load(str(model_path))
+    src = tmp_path / "m.onnx"
+    onnx.save(model, str(src))
+    first = fp16_copy(src)
+    made = first.stat().st_mtime_ns
+    assert fp16_copy(src) == first and first.stat().st_mtime_ns == made  # the same export: kept
+    meta = {p.key: p.value for p in model.metadata_props}
+    onnx.helper.set_model_props(model, {**meta, "ripple.exported_at": "2030-01-01T00:00:00Z"})
+    onnx.save(model, str(src))
+    os.utime(src, ns=(made - 10**9, made - 10**9))  # older than the copy, as after `cp -p`
+    fp16_copy(src)
+    assert read_metadata(first)["ripple.exported_at"] == "2030-01-01T00:00:00Z"  # another export: remade
+
+
+def test_bench_embed_command(model_path, fp16_path, tmp_path, capsys):
     from models.bench_embed import main
 
     out = tmp_path / "r.json"
-    ref = _reference_path()
+    made = fp16_path.stat().st_mtime_ns
     assert main(["--model", str(model_path), "--provider", "cpu", "--texts", "mixed", "-n", "24",
-                 "--batch-sizes", "4,8", "--rounds", "1", "--fp16", "--reference", str(ref), "--json", str(out)]) == 0
+                 "--batch-sizes", "4,8", "--rounds", "1", "--fp16", "--reference", str(_reference_path()),
+                 "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [(r["precision"], r["batch_size"]) for r in rows] == [("fp32", 4), ("fp32", 8), ("fp16", 4), ("fp16", 8)]
     assert all(r["n_texts"] == 24 and r["embedder_sps"] > 0 and r["raw_sps"] > 0 for r in rows)
     printed = capsys.readouterr().out
     assert printed.count("lowest cosine to minilm_reference.json: 0.9999") == 2  # fp32 and fp16, both close
-    assert model_path.with_name(model_path.stem + "-fp16.onnx").is_file()
+    assert fp16_path.stat().st_mtime_ns == made  # the copy of the same export was reused
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-sizes", "32,"], "expected comma-separated positive integers"),
+    (["--batch-sizes", "0"], "must be at least 1"),
+    (["--rounds", "0"], "must be at least 1"),
+    (["-n", "-3"], "must be at least 1"),
+    (["--texts", "shrot"], "not 'short', 'mixed' or a readable JSON file"),
+])
+def test_bench_embed_command_rejects_bad_arguments_before_any_export(argv, message, tmp_path, capsys):
+    from models.bench_embed import main
+
+    model = tmp_path / "missing" / "m.onnx"
+    with pytest.raises(SystemExit) as exc:
+        main(["--model", str(model), *argv])
+    assert message in str(exc.value) + capsys.readouterr().err
+    assert not model.parent.exists()
 
 
 def test_bench_embed_texts(tmp_path):
@@ -269,18 +318,28 @@ def test_bench_embed_texts(tmp_path):
 
     assert load_texts("short", 3) == load_texts("short", 5)[:3]
     assert len(load_texts("mixed", 7)) == 7
-    good, bad = tmp_path / "t.json", tmp_path / "bad.json"
+    good, bad, broken = tmp_path / "t.json", tmp_path / "bad.json", tmp_path / "broken.json"
     good.write_text(json.dumps(["a", "b", "c"]))
     bad.write_text(json.dumps({"a": 1}))
-    assert load_texts(str(good), 2) == ["a", "b"]
+    broken.write_text("[\"a\",")
+    assert load_texts(str(good), 2) == ["a", "b"] and load_texts(str(good), 10) == ["a", "b", "c"]
     with pytest.raises(SystemExit, match="expected a JSON list of strings"):
         load_texts(str(bad), 2)
+    with pytest.raises(SystemExit, match="readable JSON file"):
+        load_texts(str(broken), 2)
 
 
-def test_ripple_model_bench_runs_the_same_command(model_path, capsys, monkeypatch):
+def test_ripple_model_bench_takes_its_defaults_from_settings(tmp_path, monkeypatch):
+    from models import bench_embed
     from ripple.cli import main
 
-    monkeypatch.setenv("RIPPLE_MODEL_PATH", str(model_path))  # the Settings default the command falls back to
-    assert main(["model", "bench", "--provider", "cpu", "-n", "8", "--batch-sizes", "8", "--rounds", "1"]) == 0
-    printed = capsys.readouterr().out
-    assert "fp32 on CPUExecutionProvider" in printed and "fp16" not in printed.split("(sentences/s")[0]
+    seen = {}
+    monkeypatch.setattr(bench_embed, "run", lambda args, **kw: seen.update(kw) or 0)
+    monkeypatch.setenv("RIPPLE_HOME", str(tmp_path))
+    monkeypatch.setenv("RIPPLE_ONNX_CPU_PARALLEL", "1")
+    monkeypatch.setenv("RIPPLE_EMBED_BATCH_SIZE", "8")
+    assert main(["model", "bench", "--onnx-provider", "cpu"]) == 0
+    assert seen == {"model": tmp_path / "models" / "all-MiniLM-L6-v2.onnx", "provider": "cpu", "parallel": 1,
+                    "batch_sizes": [8]}
+    assert main(["model", "bench", "--model", str(tmp_path / "x.onnx"), "--batch-sizes", "4,16"]) == 0
+    assert seen["model"] == tmp_path / "x.onnx" and seen["batch_sizes"] == [4, 16] and seen["provider"] == "auto"
