@@ -80,6 +80,7 @@ THEMES: dict[str, list[str]] = {
         "The hamster escaped and we found him in a shoe",
     ],
 }
+_THEME_TEXTS = [t for ts in THEMES.values() for t in ts]  # every theme's sentences, in THEMES' order
 
 COMMENTS = [
     "Love this!",
@@ -157,8 +158,7 @@ def post_texts(n: int, seed: int = 0) -> list[str]:
     ['Learning to play jazz chords on the piano #0', 'Recorded my first song in a home studio #1']
     """
     rng = random.Random(seed)
-    texts = [t for ts in THEMES.values() for t in ts]
-    return [f"{rng.choice(texts)} #{i}" for i in range(n)]
+    return [f"{rng.choice(_THEME_TEXTS)} #{i}" for i in range(n)]
 
 
 def mixed_texts(n: int, seed: int = 7) -> list[str]:
@@ -170,8 +170,7 @@ def mixed_texts(n: int, seed: int = 7) -> list[str]:
     (True, True)
     """
     rng = random.Random(seed)
-    pool = [t for ts in THEMES.values() for t in ts]
-    return [" ".join(rng.choice(pool) for _ in range(min(int(rng.paretovariate(1.2)), 14))) for _ in range(n)]
+    return [" ".join(rng.choice(_THEME_TEXTS) for _ in range(min(int(rng.paretovariate(1.2)), 14))) for _ in range(n)]
 
 
 def _ev(topic: str, key: str, value: dict) -> dict:
