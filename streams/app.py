@@ -28,33 +28,13 @@ from processors.recommender import Recommender
 from processors.replies import ReplySuggester
 from processors.sentiment_protocol import SentimentAnalyzer
 from ripple.settings import Settings
-from streams import metrics, security, wire
+from streams import faust_fixes, metrics, security, wire
 
 log = logging.getLogger("ripple.worker")
 
 OUTPUT_TOPICS = ("recommendations", "suggested-replies", "dead-letter")
 ENGAGEMENT_TOPICS = ("likes", "comments", "shares", "follows")
 TABLES = ("profiles", "posts")  # changelog topics: <app_id>-<table>-changelog
-
-
-def _flush_buffered_sends_before_transaction_commit() -> None:
-    """With ``exactly_once``, faust-streaming (0.15) commits a transaction without draining its
-    own producer buffer, where table changelog records wait (``Consumer._commit_offsets`` flushes
-    it only on the at-least-once path).  A record buffered at commit time then lands in the *next*
-    transaction: when the worker dies before that one commits, the input offset is committed but
-    the state change is aborted, and the event is lost from the table.  Drain the buffer first."""
-    from faust.transport.consumer import TransactionManager
-
-    if getattr(TransactionManager.commit, "_ripple_flushes", False):
-        return
-    original = TransactionManager.commit
-
-    async def commit(self, offsets, start_new_transaction: bool = True) -> bool:
-        await self.app.producer.flush()
-        return await original(self, offsets, start_new_transaction=start_new_transaction)
-
-    commit._ripple_flushes = True
-    TransactionManager.commit = commit
 
 
 def all_topics(settings: Settings) -> list[str]:
@@ -245,8 +225,7 @@ def build_app(
 
     (settings.home / "worker").mkdir(parents=True, exist_ok=True)
     wire.keep_faust_json_stdlib()  # table keys byte for byte as before orjson was installed
-    if settings.processing_guarantee == "exactly_once":
-        _flush_buffered_sends_before_transaction_commit()
+    faust_fixes.apply(settings.processing_guarantee)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.broker.split(",")],

@@ -1,0 +1,145 @@
+"""``streams.faust_fixes``: Faust's producer buffer is flushed completely before offsets are committed.
+
+These run Faust's own :class:`~faust.transport.producer.ProducerBuffer` and its background task;
+only the channel a record is published to is a stand-in, one that holds the record until the
+test lets it go (what the first record to a topic does while the producer fetches metadata, or
+any record while a transaction commit holds the producer's lock).  No broker is involved.
+"""
+
+import asyncio
+from types import SimpleNamespace
+
+import faust
+import pytest
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP
+
+from streams import faust_fixes
+
+
+class HeldChannel:
+    """Publishes a record only once ``release`` is set; remembers the order of publication."""
+
+    def __init__(self):
+        self.release = asyncio.Event()
+        self.published: list[str] = []
+
+    async def publish_message(self, fut, wait: bool = False):
+        await self.release.wait()
+        self.published.append(fut.name)
+
+
+def _record(channel: HeldChannel, name: str):
+    return SimpleNamespace(name=name, message=SimpleNamespace(channel=channel))
+
+
+async def _started_buffer() -> ProducerBuffer:
+    buffer = ProducerBuffer()
+    buffer.app = faust.App("ripple-test-faust-fixes", broker="kafka://127.0.0.1:9", producer_threaded=False)
+    await buffer.start()
+    return buffer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fixes_applied():
+    faust_fixes.apply("exactly_once")
+
+
+def test_flush_waits_for_the_record_being_published():
+    async def go():
+        channel, buffer = HeldChannel(), await _started_buffer()
+        try:
+            buffer.put(_record(channel, "changelog-1"))
+            await asyncio.sleep(0.05)  # the background task takes it from the queue and waits
+            assert buffer.size == 0  # all Faust's own flush looked at
+            flush = asyncio.ensure_future(buffer.flush())
+            await asyncio.sleep(0.5)
+            pending_while_held = not flush.done()
+            channel.release.set()
+            await asyncio.wait_for(flush, timeout=2.0)
+            return pending_while_held, channel.published
+        finally:
+            await buffer.stop()
+
+    pending_while_held, published = asyncio.run(go())
+    assert pending_while_held, "flush returned while a record was still being published"
+    assert published == ["changelog-1"]
+
+
+def test_flush_publishes_everything_queued_in_order_before_returning():
+    async def go():
+        channel, buffer = HeldChannel(), await _started_buffer()
+        try:
+            for i in range(5):
+                buffer.put(_record(channel, f"r{i}"))
+            flush = asyncio.ensure_future(buffer.flush())
+            await asyncio.sleep(0.3)  # more than Faust's 0.1 s without progress
+            pending_while_held = not flush.done()
+            channel.release.set()
+            await asyncio.wait_for(flush, timeout=2.0)
+            return pending_while_held, list(channel.published), buffer.size
+        finally:
+            await buffer.stop()
+
+    pending_while_held, published, left = asyncio.run(go())
+    assert pending_while_held
+    assert published == [f"r{i}" for i in range(5)] and left == 0
+
+
+def test_flush_gives_up_after_the_limit_with_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(faust_fixes, "FLUSH_LIMIT_S", 0.3)
+
+    async def go():
+        channel, buffer = HeldChannel(), await _started_buffer()
+        try:
+            buffer.put(_record(channel, "stuck"))
+            await asyncio.wait_for(buffer.flush(), timeout=2.0)
+            channel.release.set()
+        finally:
+            await buffer.stop()
+
+    with caplog.at_level("WARNING", logger="ripple.worker"):
+        asyncio.run(go())
+    assert "flush gives up" in caplog.text
+
+
+def test_a_stopping_buffer_is_left_to_fausts_own_flush():
+    """Stopping flushes the buffer, but its task publishes nothing more: do not wait for the record."""
+    async def go():
+        channel, buffer = HeldChannel(), await _started_buffer()
+        buffer.put(_record(channel, "held"))
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(buffer.stop(), timeout=2.0)
+        return channel.published
+
+    assert asyncio.run(go()) == []
+
+
+def test_a_transaction_commit_flushes_the_buffer_first():
+    from faust.transport.consumer import TransactionManager
+
+    calls = []
+
+    class Producer:
+        async def flush(self):
+            calls.append("flush")
+
+        async def commit_transactions(self, by_tid, group_id, start_new_transaction=True):
+            calls.append(("commit", {tid: dict(o) for tid, o in by_tid.items()}))
+
+    manager = SimpleNamespace(producer=Producer(), app=SimpleNamespace(
+        producer=None, conf=SimpleNamespace(id="app"),
+        assignor=SimpleNamespace(group_for_topic=lambda topic: 1)))
+    manager.app.producer = manager.producer
+    tp = TP("likes", 0)
+    assert asyncio.run(TransactionManager.commit(manager, {tp: 7})) is True
+    assert calls == ["flush", ("commit", {"app-1-0": {tp: 7}})]
+
+
+def test_apply_is_idempotent():
+    from faust.transport.consumer import TransactionManager
+
+    flush, send, commit = ProducerBuffer.flush, ProducerBuffer._send_pending, TransactionManager.commit
+    faust_fixes.apply("exactly_once")
+    faust_fixes.apply("at_least_once")
+    assert (ProducerBuffer.flush, ProducerBuffer._send_pending, TransactionManager.commit) == (flush, send, commit)
