@@ -589,9 +589,17 @@ def test_worker_killed_inside_a_throttle_interval(bootstrap, ripple_home, onnx_m
     worker = workers(settings, **FAST_GROUP_ENV)
     produce_now(bootstrap, settings.topic_prefix, stream.posts)
     warm_up(bootstrap, settings, worker)
-    t_burst = time.monotonic()
-    produce_now(bootstrap, settings.topic_prefix, stream.engagements)  # each user: 1 sent now, 3 deferred
     expected = dict(stream.expected())
+    first_of: dict[str, dict] = {}
+    for e in stream.engagements:
+        first_of.setdefault(e["key"], e)
+    first = list(first_of.values())
+    rest = [e for e in stream.engagements if first_of[e["key"]] is not e]
+    t_burst = time.monotonic()  # each user: 1 sent now, 3 deferred (in two steps: a batch could hold all 4)
+    produce_now(bootstrap, settings.topic_prefix, first)
+    msgs, _ = wait_recommendations(bootstrap, settings, {u: 1 for u in expected}, timeout_s=6.0)
+    assert latest_counts(msgs, expected) == {u: 1 for u in expected}, "the first event of each user was not sent"
+    produce_now(bootstrap, settings.topic_prefix, rest)
 
     def settled() -> bool:  # every event in the changelog and every input offset committed
         profiles = profile_counts(bootstrap, settings, expected)
