@@ -225,7 +225,7 @@ def build_app(
 
     (settings.home / "worker").mkdir(parents=True, exist_ok=True)
     wire.keep_faust_json_stdlib()  # table keys byte for byte as before orjson was installed
-    faust_fixes.apply(settings.processing_guarantee)
+    faust_fixes.apply()
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{b.strip()}" for b in settings.broker.split(",")],

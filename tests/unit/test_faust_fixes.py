@@ -42,7 +42,7 @@ async def _started_buffer() -> ProducerBuffer:
 
 @pytest.fixture(autouse=True, scope="module")
 def _fixes_applied():
-    faust_fixes.apply("exactly_once")
+    faust_fixes.apply()
 
 
 def test_flush_waits_for_the_record_being_published():
@@ -115,31 +115,106 @@ def test_a_stopping_buffer_is_left_to_fausts_own_flush():
     assert asyncio.run(go()) == []
 
 
-def test_a_transaction_commit_flushes_the_buffer_first():
-    from faust.transport.consumer import TransactionManager
+class FailingChannel:
+    async def publish_message(self, fut, wait: bool = False):
+        raise RuntimeError("no transaction producer for this partition")
 
-    calls = []
 
-    class Producer:
-        async def flush(self):
-            calls.append("flush")
+def test_a_record_that_fails_to_publish_is_not_counted_in_flight():
+    async def go():
+        buffer = await _started_buffer()
+        buffer.put(_record(FailingChannel(), "doomed"))
+        await asyncio.sleep(0.1)
+        state, held = buffer.state, faust_fixes.held(buffer)
+        await buffer.stop()
+        return state, held
 
-        async def commit_transactions(self, by_tid, group_id, start_new_transaction=True):
-            calls.append(("commit", {tid: dict(o) for tid, o in by_tid.items()}))
+    assert asyncio.run(go()) == ("crashed", 0)
 
-    manager = SimpleNamespace(producer=Producer(), app=SimpleNamespace(
-        producer=None, conf=SimpleNamespace(id="app"),
-        assignor=SimpleNamespace(group_for_topic=lambda topic: 1)))
-    manager.app.producer = manager.producer
-    tp = TP("likes", 0)
-    assert asyncio.run(TransactionManager.commit(manager, {tp: 7})) is True
-    assert calls == ["flush", ("commit", {"app-1-0": {tp: 7}})]
+
+class CommittingConsumer:
+    """What ``Consumer._commit_offsets`` reads before it commits: the app's producer and the
+    assignment (an empty one: Faust then commits nothing and returns False)."""
+
+    def __init__(self, buffer):
+        self.calls: list[str] = []
+        self.app = SimpleNamespace(producer=SimpleNamespace(buffer=buffer, flush=self._flush))
+        self.log = SimpleNamespace(dev=lambda *a: None, info=lambda *a: None)
+
+    async def _flush(self):
+        self.calls.append("flush")
+        await self.app.producer.buffer.flush()
+
+    def assignment(self):
+        self.calls.append("faust commit")
+        return set()
+
+
+def test_offsets_are_committed_after_the_producer_is_flushed():
+    from faust.transport.consumer import Consumer
+
+    async def go():
+        channel, buffer = HeldChannel(), await _started_buffer()
+        try:
+            buffer.put(_record(channel, "changelog-1"))
+            consumer = CommittingConsumer(buffer)
+            commit = asyncio.ensure_future(Consumer._commit_offsets(consumer, {TP("likes", 0): 7}))
+            await asyncio.sleep(0.3)
+            calls_while_held = list(consumer.calls)
+            channel.release.set()
+            await asyncio.wait_for(commit, timeout=2.0)
+            return calls_while_held, consumer.calls, channel.published
+        finally:
+            await buffer.stop()
+
+    calls_while_held, calls, published = asyncio.run(go())
+    assert calls_while_held == ["flush"]
+    assert calls[:2] == ["flush", "faust commit"] and published == ["changelog-1"]
+
+
+def test_offsets_are_not_committed_when_the_flush_gives_up(monkeypatch, caplog):
+    from faust.transport.consumer import Consumer
+
+    monkeypatch.setattr(faust_fixes, "FLUSH_LIMIT_S", 0.3)
+
+    async def go():
+        channel, buffer = HeldChannel(), await _started_buffer()
+        try:
+            buffer.put(_record(channel, "stuck"))
+            consumer = CommittingConsumer(buffer)
+            did_commit = await asyncio.wait_for(Consumer._commit_offsets(consumer, {TP("likes", 0): 7}), 2.0)
+            channel.release.set()
+            return did_commit, consumer.calls
+        finally:
+            await buffer.stop()
+
+    with caplog.at_level("ERROR", logger="ripple.worker"):
+        did_commit, calls = asyncio.run(go())
+    assert did_commit is False and calls == ["flush"]
+    assert "offsets not committed: 1 records" in caplog.text
+
+
+def test_offsets_are_not_committed_when_the_buffer_crashed(caplog):
+    from faust.transport.consumer import Consumer
+
+    async def go():
+        buffer = await _started_buffer()
+        buffer.put(_record(FailingChannel(), "doomed"))
+        await asyncio.sleep(0.1)
+        consumer = CommittingConsumer(buffer)
+        did_commit = await Consumer._commit_offsets(consumer, {TP("likes", 0): 7})
+        await buffer.stop()
+        return did_commit, consumer.calls
+
+    with caplog.at_level("ERROR", logger="ripple.worker"):
+        did_commit, calls = asyncio.run(go())
+    assert did_commit is False and "faust commit" not in calls
+    assert "its buffer is crashed" in caplog.text
 
 
 def test_apply_is_idempotent():
-    from faust.transport.consumer import TransactionManager
+    from faust.transport.consumer import Consumer
 
-    flush, send, commit = ProducerBuffer.flush, ProducerBuffer._send_pending, TransactionManager.commit
-    faust_fixes.apply("exactly_once")
-    faust_fixes.apply("at_least_once")
-    assert (ProducerBuffer.flush, ProducerBuffer._send_pending, TransactionManager.commit) == (flush, send, commit)
+    patched = ProducerBuffer.flush, ProducerBuffer._send_pending, Consumer._commit_offsets
+    faust_fixes.apply()
+    assert (ProducerBuffer.flush, ProducerBuffer._send_pending, Consumer._commit_offsets) == patched
