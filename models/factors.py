@@ -99,13 +99,8 @@ class ImplicitMF:
     @property
     def model(self) -> reco.FunkMF:
         """The river model, with every queued update applied."""
-        self._flush()
+        self.flush()
         return self._model
-
-    def flush(self) -> None:
-        """Apply the queued updates now, as the next read would (``streams.forked`` does this
-        before a fork, so the updates land in the worker at the same moment as without one)."""
-        self._flush()
 
     def learn(self, user: str, item: str, negatives: Sequence[str] = ()) -> None:
         """Queue ``(user, item, 1)`` and ``(user, neg, 0)`` for each negative other than ``item``."""
@@ -124,11 +119,13 @@ class ImplicitMF:
         self._pending.append((u, vecs, targets))
         self.updates += len(vecs)
         if len(self._pending) >= self.max_pending:  # no read for a long while: bound the queue
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
-        """Apply the queued pairs: ``FunkMF.learn_one``'s squared-loss SGD step, one round of
-        pairs with distinct user and item vectors at a time (see the module docstring)."""
+    def flush(self) -> None:
+        """Apply the queued pairs now, as the next read would (``streams.forked`` does this before a
+        fork, so the updates land in the worker at the same moment as without one):
+        ``FunkMF.learn_one``'s squared-loss SGD step, one round of pairs with distinct user and
+        item vectors at a time (see the module docstring)."""
         pending, self._pending = self._pending, []
         if not pending:
             return
