@@ -80,12 +80,18 @@ def _complete_buffer_flush() -> None:
 
 
 def _commit_only_what_was_sent() -> None:
-    """Flush the producer before offsets are committed, and skip the commit when the buffer could
-    not hand everything over (stuck past :data:`FLUSH_LIMIT_S`, or its task crashed): committing
-    then would commit input offsets without their state.  The offsets stay uncommitted and a later
-    commit, or the partitions' next owner, takes them.  With ``exactly_once`` Faust does not flush
-    before committing a transaction at all, so a record buffered at commit time landed in the
-    *next* transaction; with ``at_least_once`` it flushes (with the incomplete flush fixed above)."""
+    """Flush the producer buffer before offsets are committed, and skip the commit when the buffer
+    could not hand everything over (stuck past :data:`FLUSH_LIMIT_S`, or its task crashed):
+    committing then would commit input offsets without their state.  The skipped offsets are put
+    back among the acknowledged ones (:func:`_keep_acked`), so the next commit covers them.  With
+    ``exactly_once`` Faust does not flush before committing a transaction at all, so a record
+    buffered at commit time landed in the *next* transaction; with ``at_least_once`` it flushes
+    (with the incomplete flush fixed above).
+
+    The buffer is checked right after *its* flush, with nothing awaited in between.  The records
+    of every event the offsets cover were queued before those events were acknowledged, so an
+    empty buffer then means all of them were handed over.  Records queued later (while the Kafka
+    producers flush, say) belong to later events, and must not hold this commit back."""
     from faust.transport.consumer import Consumer
 
     if getattr(Consumer._commit_offsets, "_ripple_flushes", False):
@@ -94,14 +100,38 @@ def _commit_only_what_was_sent() -> None:
 
     async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
         producer = self.app.producer
-        await producer.flush()
         buffer = producer.buffer
+        await buffer.flush()
         if held(buffer) or buffer.state == "crashed":
             log.error("offsets not committed: %d records of the changelog and output topics were not handed to "
-                      "the producer (its buffer is %s); the events are processed again from the last commit",
-                      held(buffer), buffer.state)
+                      "the producer (its buffer is %s); the next commit covers these events, or, if the worker "
+                      "stops first, they are processed again from the last commit", held(buffer), buffer.state)
+            _keep_acked(self, offsets)
             return False
+        await producer.flush()  # and the Kafka producers send what they were handed, as before
         return await original(self, offsets, start_new_transaction=start_new_transaction)
 
     _commit_offsets._ripple_flushes = True
     Consumer._commit_offsets = _commit_offsets
+
+
+def _keep_acked(consumer, offsets) -> None:
+    """Put the offsets of a skipped commit back among the consumer's acknowledged ones.
+
+    Faust's ``Consumer._new_offset`` removed them from ``_acked`` when it chose ``offsets``.  Left
+    out, they would be a gap after the last committed offset that no acknowledgement fills, and
+    Faust would never commit that partition again (its offsets would only be committed by the
+    partition's next owner, after reprocessing everything since).  ``_committed_offset[tp]`` is
+    the next offset to read after the last commit, so the skipped range starts there."""
+    assigned = consumer.assignment()
+    for tp, offset in offsets.items():
+        if tp not in assigned:  # revoked meanwhile: Faust dropped its bookkeeping, the next owner reprocesses
+            continue
+        committed = consumer._committed_offset[tp]
+        first = committed if committed is not None else offset - 1
+        acked, index = consumer._acked[tp], consumer._acked_index[tp]
+        for skipped in range(first, offset):
+            if skipped not in index:
+                index.add(skipped)
+                acked.append(skipped)
+        acked.sort()

@@ -133,21 +133,39 @@ def test_a_record_that_fails_to_publish_is_not_counted_in_flight():
 
 
 class CommittingConsumer:
-    """What ``Consumer._commit_offsets`` reads before it commits: the app's producer and the
-    assignment (an empty one: Faust then commits nothing and returns False)."""
+    """What ``Consumer._commit_offsets`` and ``Consumer._new_offset`` read: the app's producer (its
+    ``flush`` also flushes the Kafka producers, where ``during_producer_flush`` runs), the
+    assignment (empty unless given: Faust then commits nothing and returns False) and the
+    acknowledgement bookkeeping.  ``calls`` records the producer flush and Faust's own commit."""
 
-    def __init__(self, buffer):
+    from faust.transport.consumer import Consumer
+
+    _new_offset, _should_commit = Consumer._new_offset, Consumer._should_commit
+
+    def __init__(self, buffer, assigned=(), during_producer_flush=None):
+        from collections import defaultdict
+
+        from intervaltree import IntervalTree
+
         self.calls: list[str] = []
+        self.assigned, self.during_producer_flush = set(assigned), during_producer_flush
         self.app = SimpleNamespace(producer=SimpleNamespace(buffer=buffer, flush=self._flush))
-        self.log = SimpleNamespace(dev=lambda *a: None, info=lambda *a: None)
+        self.log = SimpleNamespace(dev=lambda *a: self.calls.append("faust commit"), info=lambda *a: None)
+        self._gap, self._acked = defaultdict(IntervalTree), defaultdict(list)
+        self._acked_index, self._committed_offset = defaultdict(set), defaultdict(lambda: None)
 
     async def _flush(self):
-        self.calls.append("flush")
+        self.calls.append("producer flush")
         await self.app.producer.buffer.flush()
+        if self.during_producer_flush:
+            self.during_producer_flush()
 
     def assignment(self):
-        self.calls.append("faust commit")
-        return set()
+        return self.assigned
+
+    def ack(self, *offsets: int, tp=TP("likes", 0)):
+        self._acked[tp].extend(offsets)
+        self._acked_index[tp].update(offsets)
 
 
 def test_offsets_are_committed_after_the_producer_is_flushed():
@@ -168,8 +186,59 @@ def test_offsets_are_committed_after_the_producer_is_flushed():
             await buffer.stop()
 
     calls_while_held, calls, published = asyncio.run(go())
-    assert calls_while_held == ["flush"]
-    assert calls[:2] == ["flush", "faust commit"] and published == ["changelog-1"]
+    assert calls_while_held == []
+    assert calls[:2] == ["producer flush", "faust commit"] and published == ["changelog-1"]
+
+
+def test_records_queued_while_the_kafka_producers_flush_do_not_hold_the_commit_back():
+    """Events processed meanwhile queue records of their own; the offsets being committed do not
+    cover those events.  (This held back one commit in a CI soak run, and so every commit after.)"""
+    from faust.transport.consumer import Consumer
+
+    async def go():
+        channel, buffer = HeldChannel(), await _started_buffer()
+        try:
+            consumer = CommittingConsumer(buffer, during_producer_flush=lambda: buffer.put(_record(channel, "later")))
+            did_commit = await asyncio.wait_for(Consumer._commit_offsets(consumer, {TP("likes", 0): 7}), 2.0)
+            held = faust_fixes.held(buffer)
+            channel.release.set()
+            return did_commit, held, consumer.calls
+        finally:
+            await buffer.stop()
+
+    did_commit, held, calls = asyncio.run(go())
+    assert held == 1, "the stand-in for a later event's record was not queued"
+    assert calls == ["producer flush", "faust commit"]
+    assert did_commit is False  # Faust's own answer for an empty assignment: it was asked
+
+
+def test_the_offsets_of_a_skipped_commit_are_committed_by_the_next_one(monkeypatch):
+    """Faust removes the offsets it chose from its acknowledged ones; a skipped commit puts them back,
+    else the partition has a gap that no acknowledgement fills and is never committed again."""
+    from faust.transport.consumer import Consumer
+
+    monkeypatch.setattr(faust_fixes, "FLUSH_LIMIT_S", 0.3)
+    likes, shares = TP("likes", 0), TP("shares", 0)
+
+    async def go():
+        channel, buffer = HeldChannel(), await _started_buffer()
+        try:
+            consumer = CommittingConsumer(buffer, assigned=[likes])
+            consumer._committed_offset[likes] = 10
+            consumer.ack(*range(10, 20))
+            consumer.ack(*range(0, 5), tp=shares)  # chosen, then revoked before the commit
+            chosen = Consumer._filter_committable_offsets(consumer, [likes, shares])
+            buffer.put(_record(channel, "stuck"))
+            did_commit = await Consumer._commit_offsets(consumer, chosen)
+            channel.release.set()
+            consumer.ack(*range(20, 25))
+            return chosen, did_commit, Consumer._filter_committable_offsets(consumer, [likes, shares])
+        finally:
+            await buffer.stop()
+
+    chosen, did_commit, next_chosen = asyncio.run(go())
+    assert chosen == {likes: 20, shares: 5} and did_commit is False
+    assert next_chosen == {likes: 25}
 
 
 def test_offsets_are_not_committed_when_the_flush_gives_up(monkeypatch, caplog):
@@ -190,7 +259,7 @@ def test_offsets_are_not_committed_when_the_flush_gives_up(monkeypatch, caplog):
 
     with caplog.at_level("ERROR", logger="ripple.worker"):
         did_commit, calls = asyncio.run(go())
-    assert did_commit is False and calls == ["flush"]
+    assert did_commit is False and calls == []
     assert "offsets not committed: 1 records" in caplog.text
 
 
