@@ -31,12 +31,14 @@ def register(rt: Runtime) -> None:
             with metrics.observe_latency("embed_posts"):
                 rt.ensure_catalog()
                 valid: list[Post] = []
+                partitions: list[int] = []  # where each valid post was read from
                 for event in await _with_skipped(rt, "embed_posts", events):
                     ev = _decode(rt, "posts", event)
                     if isinstance(ev, Rejected):
                         await rt.reject(event, ev.reason)
                     else:
                         valid.append(ev)
+                        partitions.append(event.message.partition)
                 if not valid:
                     continue
                 try:
@@ -47,7 +49,7 @@ def register(rt: Runtime) -> None:
                     for event in events:
                         await rt.reject(event, f"processing error: {type(exc).__name__}")
                     continue
-                rt.remember_posts(valid, vectors)
+                rt.remember_posts(valid, vectors, partitions)
                 rt.stats["posts"] += len(valid)
 
     @app.on_partitions_revoked.connect

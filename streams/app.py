@@ -125,17 +125,38 @@ class Runtime:
             self._forget_posts(self.recommender.on_posts(posts, np.stack([decode_vector(v["embedding"]) for _, v in items])))
             log.info("catalog rebuilt from table: %d posts", len(items))
 
-    def remember_posts(self, posts: list[Post], vectors: np.ndarray) -> None:
+    def remember_posts(self, posts: list[Post], vectors: np.ndarray, partitions: list[int]) -> None:
+        """Add embedded posts to the catalog and the posts table.  Each post's changelog record goes
+        to the partition it was read from (``partitions``, one per post), so under ``exactly_once``
+        it commits in the same transaction as its input offset."""
         evicted = self.recommender.on_posts(posts, vectors)
-        for post, vec in zip(posts, vectors):
-            self.posts[post.post_id] = {"author_id": post.author_id, "created_at": post.ts, "embedding": encode_vector(vec)}
+        for post, vec, partition in zip(posts, vectors, partitions):
+            raw = {"author_id": post.author_id, "created_at": post.ts, "embedding": encode_vector(vec),
+                   "partition": partition}
+            self.posts.data[post.post_id] = raw  # the local store, as ``table[key] = raw`` does ...
+            self.posts.send_changelog(partition, post.post_id, raw)  # ... and its changelog record
         self._forget_posts(evicted)
 
     def _forget_posts(self, post_ids: list[str]) -> None:
-        """Posts that left the bounded catalog leave the posts table too (keyed by the partitioner)."""
+        """Posts that left the bounded catalog leave the posts table too: a tombstone on the changelog
+        partition the post's record was written to, if this worker still owns that partition (a
+        post of a partition handed to another worker is that worker's; under ``exactly_once`` there
+        is no transaction here to send it in).  Records written before the ``partition`` field
+        existed were placed by Faust's partitioner (the key's hash), and so is their tombstone."""
+        owned = None
         for post_id in post_ids:
-            if post_id in self.posts:
-                del self.posts[post_id]
+            raw = self.posts.data.get(post_id)
+            if raw is None:
+                continue
+            del self.posts.data[post_id]
+            partition = raw.get("partition")
+            if partition is not None:
+                if owned is None:
+                    changelog = self.posts.changelog_topic_name
+                    owned = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == changelog}
+                if partition not in owned:
+                    continue
+            self.posts.send_changelog(partition, post_id, None, value_serializer="raw")
 
     def load_profile(self, user_id: str) -> UserProfile:
         raw = self.profiles.get(user_id)
@@ -253,7 +274,8 @@ def build_app(
         # keys: raw UTF-8 (the same bytes as the input topics' keys); values: JSON documents
         # with the batch engine the profiles live in streams.engage_batch (same changelog topic)
         profiles=app.Table("profiles", default=None, key_type=str) if settings.engage_engine == "faust" else None,
-        posts=app.Table("posts", default=None, key_type=str, use_partitioner=True),
+        # posts: written and deleted with explicit changelog partitions (Runtime.remember_posts)
+        posts=app.Table("posts", default=None, key_type=str),
     )
     agents.register(rt)
     return rt

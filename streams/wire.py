@@ -9,7 +9,8 @@ Faust's own ``json`` codec switches to orjson by itself once orjson is installed
 writes non-ASCII text as UTF-8 where the standard library writes ASCII escapes.  Faust tables
 serialise their keys with that codec, so a post or user id with a non-ASCII character would get
 new key bytes: a different changelog key (the old record would never be compacted away) and, for
-the posts table (``use_partitioner``), a different partition.  :func:`keep_faust_json_stdlib`
+posts written before their records carried their partition (Faust's partitioner placed them by the
+key's hash, and places their tombstones so), a different partition.  :func:`keep_faust_json_stdlib`
 registers the standard-library codec under the name ``json`` again, so what Faust writes is
 byte for byte what it wrote before orjson was installed.
 

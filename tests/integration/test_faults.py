@@ -463,6 +463,24 @@ def check_exactly_once(bootstrap: str, settings: Settings, stream: Stream, *, ti
     return msgs, waited
 
 
+def check_posts_catalog(bootstrap: str, settings: Settings, stream: Stream, *, isolation_level: str = "read_uncommitted",
+                        **client_kwargs) -> None:
+    """Every post sent is in the posts table's changelog (its newest record, as ``isolation_level``
+    sees it), on the partition the post was read from: so under ``exactly_once`` the record
+    commits in the same transaction as the post's input offset."""
+    read_from = {r.key.decode(): r.partition
+                 for r in asyncio.run(read_topic(bootstrap, settings.topic("posts"), **client_kwargs))}
+    assert set(read_from) == {d["key"] for d in stream.posts}
+    newest: dict[str, tuple[int, bytes | None]] = {}
+    for r in asyncio.run(read_topic(bootstrap, f"{settings.app_id}-posts-changelog", isolation_level=isolation_level,
+                                    **client_kwargs)):
+        newest[json.loads(r.key)] = (r.partition, r.value)
+    missing = sorted(k for k in read_from if newest.get(k, (None, None))[1] is None)
+    assert not missing, f"posts missing from the posts changelog ({isolation_level}): {missing}"
+    elsewhere = {k: (read_from[k], newest[k][0]) for k in read_from if newest[k][0] != read_from[k]}
+    assert not elsewhere, f"posts' changelog records not on their input partition (input, changelog): {elsewhere}"
+
+
 def warm_up(bootstrap: str, settings: Settings, worker: Worker, timeout_s: float = 90.0, **client_kwargs) -> float:
     """Block until the worker turns one like into a recommendation (model loaded, group joined)."""
     t0 = time.monotonic()
@@ -521,6 +539,7 @@ def run_with_fault(bootstrap: str, settings: Settings, spawn, stream: Stream, fa
         t_sent = time.time()
         msgs, waited = check_exactly_once(bootstrap, settings, stream, timeout_s=converge_s,
                                           isolation_level=isolation_level, **client_kwargs)
+        check_posts_catalog(bootstrap, settings, stream, isolation_level=isolation_level, **client_kwargs)
         assert worker.alive, f"worker died:\n{worker.log_text()[-3000:]}"
         stats = output_stats(msgs)
         figures.update(events=len(stream.engagements), stream_s=t_sent - t_start, converge_after_last_send_s=waited,
