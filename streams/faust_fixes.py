@@ -38,60 +38,80 @@ def held(buffer) -> int:
     return buffer.pending.qsize() + getattr(buffer, "_ripple_in_flight", 0)
 
 
+async def flush_through(buffer) -> int:
+    """Wait until every record queued in ``buffer`` before this call has been handed to the Kafka
+    producer; return how many of those were not (0: all were).  Records queued meanwhile (by
+    events processed during the wait) are not waited for: under load the buffer may never be
+    empty.  The buffer's one task publishes in queue order, so counting records put and records
+    handed over is enough.  Gives up with a warning after :data:`FLUSH_LIMIT_S`; a buffer that is
+    stopping (its task publishes nothing more) or crashed is left to Faust's own flush."""
+    from faust.transport.producer import ProducerBuffer
+
+    target = getattr(buffer, "_ripple_queued", 0)
+    started = time.monotonic()
+    while (left := target - getattr(buffer, "_ripple_handed", 0)) > 0:
+        if buffer.state != "running":
+            await ProducerBuffer._ripple_faust_flush(buffer)
+            return max(0, target - getattr(buffer, "_ripple_handed", 0))
+        if time.monotonic() - started > FLUSH_LIMIT_S:
+            log.warning("producer buffer has not handed over %d records after %g s; flush gives up",
+                        left, FLUSH_LIMIT_S)
+            return left
+        buffer.message_sent.clear()
+        try:  # set by the background task after each record; the timeout re-checks anyway
+            await asyncio.wait_for(buffer.message_sent.wait(), timeout=0.1)
+        except asyncio.TimeoutError:
+            pass
+    return 0
+
+
 def _complete_buffer_flush() -> None:
     """``ProducerBuffer.flush`` returns while a record is still on its way: it watches only the
     queue, not the record the background task has taken from it and is still publishing (for a
     producer's first record to a topic, that task waits for the topic's metadata), and it returns
-    after 0.1 s without progress.  Count the record in flight and
-    wait until the queue is empty and nothing is in flight."""
+    after 0.1 s without progress.  Count the records put and handed over, and make the flush
+    :func:`flush_through`."""
     from faust.transport.producer import ProducerBuffer
 
     if getattr(ProducerBuffer.flush, "_ripple_complete", False):
         return
-    publish, faust_flush = ProducerBuffer._send_pending, ProducerBuffer.flush
+    faust_put, publish = ProducerBuffer.put, ProducerBuffer._send_pending
+    ProducerBuffer._ripple_faust_flush = ProducerBuffer.flush
+
+    def put(self, fut) -> None:
+        faust_put(self, fut)
+        self._ripple_queued = getattr(self, "_ripple_queued", 0) + 1
 
     async def _send_pending(self, fut) -> None:
         self._ripple_in_flight = getattr(self, "_ripple_in_flight", 0) + 1
         try:
             await publish(self, fut)
+            self._ripple_handed = getattr(self, "_ripple_handed", 0) + 1
         finally:
             self._ripple_in_flight -= 1
 
     async def flush(self) -> None:
-        """Flush all messages: return once none is queued or being published.  A buffer that is
-        stopping (its task sends nothing more) or crashed is left to Faust's own flush."""
-        started = time.monotonic()
-        while held(self):
-            if self.state != "running":
-                return await faust_flush(self)
-            if time.monotonic() - started > FLUSH_LIMIT_S:
-                log.warning("producer buffer still holds %d records after %.0f s; flush gives up",
-                            held(self), FLUSH_LIMIT_S)
-                return
-            self.message_sent.clear()
-            try:  # set by the background task after each record; the timeout re-checks anyway
-                await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
-            except asyncio.TimeoutError:
-                pass
+        """Flush every message queued before the call (see :func:`streams.faust_fixes.flush_through`)."""
+        await flush_through(self)
 
     flush._ripple_complete = True
+    ProducerBuffer.put = put
     ProducerBuffer._send_pending = _send_pending
     ProducerBuffer.flush = flush
 
 
 def _commit_only_what_was_sent() -> None:
     """Flush the producer buffer before offsets are committed, and skip the commit when the buffer
-    could not hand everything over (stuck past :data:`FLUSH_LIMIT_S`, or its task crashed):
-    committing then would commit input offsets without their state.  The skipped offsets are put
-    back among the acknowledged ones (:func:`_keep_acked`), so the next commit covers them.  With
-    ``exactly_once`` Faust does not flush before committing a transaction at all, so a record
-    buffered at commit time landed in the *next* transaction; with ``at_least_once`` it flushes
-    (with the incomplete flush fixed above).
+    could not hand over every record queued before the commit (stuck past :data:`FLUSH_LIMIT_S`),
+    or its task crashed: committing then would commit input offsets without their state.  The
+    skipped offsets are put back among the acknowledged ones (:func:`_keep_acked`), so the next
+    commit covers them.  With ``exactly_once`` Faust does not flush before committing a
+    transaction at all, so a record buffered at commit time landed in the *next* transaction; with
+    ``at_least_once`` it flushes (with the incomplete flush fixed above).
 
-    The buffer is checked right after *its* flush, with nothing awaited in between.  The records
-    of every event the offsets cover were queued before those events were acknowledged, so an
-    empty buffer then means all of them were handed over.  Records queued later (while the Kafka
-    producers flush, say) belong to later events, and must not hold this commit back."""
+    The records of every event the offsets cover were queued before those events were
+    acknowledged, so before this flush began.  Records queued later (by events processed while
+    the flush or the Kafka producers wait) belong to later events and do not hold the commit back."""
     from faust.transport.consumer import Consumer
 
     if getattr(Consumer._commit_offsets, "_ripple_flushes", False):
@@ -101,12 +121,13 @@ def _commit_only_what_was_sent() -> None:
     async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
         producer = self.app.producer
         buffer = producer.buffer
-        await buffer.flush()
-        if held(buffer) or buffer.state == "crashed":
+        acked_lists = {tp: self._acked.get(tp) for tp in offsets}  # to tell a revocation meanwhile
+        missing = await flush_through(buffer)
+        if missing or buffer.state == "crashed":
             log.error("offsets not committed: %d records of the changelog and output topics were not handed to "
                       "the producer (its buffer is %s); the next commit covers these events, or, if the worker "
-                      "stops first, they are processed again from the last commit", held(buffer), buffer.state)
-            _keep_acked(self, offsets)
+                      "stops first, they are processed again from the last commit", missing, buffer.state)
+            _keep_acked(self, offsets, acked_lists)
             return False
         await producer.flush()  # and the Kafka producers send what they were handed, as before
         return await original(self, offsets, start_new_transaction=start_new_transaction)
@@ -115,21 +136,25 @@ def _commit_only_what_was_sent() -> None:
     Consumer._commit_offsets = _commit_offsets
 
 
-def _keep_acked(consumer, offsets) -> None:
+def _keep_acked(consumer, offsets, acked_lists) -> None:
     """Put the offsets of a skipped commit back among the consumer's acknowledged ones.
 
     Faust's ``Consumer._new_offset`` removed them from ``_acked`` when it chose ``offsets``.  Left
     out, they would be a gap after the last committed offset that no acknowledgement fills, and
     Faust would never commit that partition again (its offsets would only be committed by the
     partition's next owner, after reprocessing everything since).  ``_committed_offset[tp]`` is
-    the next offset to read after the last commit, so the skipped range starts there."""
-    assigned = consumer.assignment()
+    the next offset to read after the last commit, so the skipped range starts there.
+
+    A partition revoked during the flush is left alone: Faust dropped its bookkeeping (``_acked``
+    is no longer the list ``acked_lists`` holds, though the assignment may still list it), and
+    its next owner reprocesses from the last commit."""
     for tp, offset in offsets.items():
-        if tp not in assigned:  # revoked meanwhile: Faust dropped its bookkeeping, the next owner reprocesses
+        acked = consumer._acked.get(tp)
+        if acked is None or acked is not acked_lists.get(tp):
             continue
-        committed = consumer._committed_offset[tp]
+        committed = consumer._committed_offset.get(tp)
         first = committed if committed is not None else offset - 1
-        acked, index = consumer._acked[tp], consumer._acked_index[tp]
+        index = consumer._acked_index[tp]
         for skipped in range(first, offset):
             if skipped not in index:
                 index.add(skipped)

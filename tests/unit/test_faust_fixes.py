@@ -86,6 +86,31 @@ def test_flush_publishes_everything_queued_in_order_before_returning():
     assert published == [f"r{i}" for i in range(5)] and left == 0
 
 
+def test_flush_does_not_wait_for_records_queued_after_it_began(monkeypatch):
+    """Under load, events processed while a flush waits queue records of their own: the buffer
+    may never be empty, and the flush must not wait for those."""
+    monkeypatch.setattr(faust_fixes, "FLUSH_LIMIT_S", 5.0)
+
+    async def go():
+        first, later, buffer = HeldChannel(), HeldChannel(), await _started_buffer()
+        try:
+            buffer.put(_record(first, "before"))
+            flush = asyncio.ensure_future(faust_fixes.flush_through(buffer))
+            await asyncio.sleep(0.2)
+            buffer.put(_record(later, "after"))  # never released during the flush
+            first.release.set()
+            missing = await asyncio.wait_for(flush, timeout=2.0)  # not the 5 s limit
+            held = faust_fixes.held(buffer)
+            later.release.set()
+            return missing, held, first.published
+        finally:
+            await buffer.stop()
+
+    missing, held, published = asyncio.run(go())
+    assert missing == 0 and published == ["before"]
+    assert held == 1  # "after" was still on its way when the flush returned
+
+
 def test_flush_gives_up_after_the_limit_with_a_warning(monkeypatch, caplog):
     monkeypatch.setattr(faust_fixes, "FLUSH_LIMIT_S", 0.3)
 
@@ -223,12 +248,18 @@ def test_the_offsets_of_a_skipped_commit_are_committed_by_the_next_one(monkeypat
     async def go():
         channel, buffer = HeldChannel(), await _started_buffer()
         try:
-            consumer = CommittingConsumer(buffer, assigned=[likes])
+            consumer = CommittingConsumer(buffer, assigned=[likes, shares])
             consumer._committed_offset[likes] = 10
             consumer.ack(*range(10, 20))
-            consumer.ack(*range(0, 5), tp=shares)  # chosen, then revoked before the commit
+            consumer.ack(*range(0, 5), tp=shares)  # chosen, then revoked during the flush
             chosen = Consumer._filter_committable_offsets(consumer, [likes, shares])
             buffer.put(_record(channel, "stuck"))
+
+            def revoke_shares():  # what Consumer.on_partitions_revoked does first; the assignment
+                for bookkeeping in (consumer._acked, consumer._acked_index, consumer._committed_offset):
+                    bookkeeping.pop(shares, None)  # is only replaced after the rejoin
+
+            asyncio.get_running_loop().call_later(0.1, revoke_shares)
             did_commit = await Consumer._commit_offsets(consumer, chosen)
             channel.release.set()
             consumer.ack(*range(20, 25))
@@ -238,7 +269,7 @@ def test_the_offsets_of_a_skipped_commit_are_committed_by_the_next_one(monkeypat
 
     chosen, did_commit, next_chosen = asyncio.run(go())
     assert chosen == {likes: 20, shares: 5} and did_commit is False
-    assert next_chosen == {likes: 25}
+    assert next_chosen == {likes: 25}  # and nothing brought back for the revoked partition
 
 
 def test_offsets_are_not_committed_when_the_flush_gives_up(monkeypatch, caplog):
