@@ -20,7 +20,7 @@ import time
 
 log = logging.getLogger("ripple.worker")
 
-#: How long a flush waits for the buffer to empty before it gives up with a warning (Faust's own
+#: How long a flush waits for the records queued ahead of it, then gives up with a warning (Faust's own
 #: flush gave up after 0.1 s without a record being sent).  A send only takes this long when the
 #: producer is stuck; the commit that follows is then skipped (see :func:`_commit_only_what_was_sent`).
 #: Kept well under half of Faust's rebalance timeout (60 s): a revocation flushes twice.
@@ -129,7 +129,8 @@ def _commit_only_what_was_sent() -> None:
                       "stops first, they are processed again from the last commit", missing, buffer.state)
             _keep_acked(self, offsets, acked_lists)
             return False
-        await producer.flush()  # and the Kafka producers send what they were handed, as before
+        if self.in_transaction:  # the at-least-once path of Faust's own method flushes the producer itself
+            await producer.flush()  # the Kafka producers send what they were handed
         return await original(self, offsets, start_new_transaction=start_new_transaction)
 
     _commit_offsets._ripple_flushes = True

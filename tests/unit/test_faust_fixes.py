@@ -161,7 +161,9 @@ class CommittingConsumer:
     """What ``Consumer._commit_offsets`` and ``Consumer._new_offset`` read: the app's producer (its
     ``flush`` also flushes the Kafka producers, where ``during_producer_flush`` runs), the
     assignment (empty unless given: Faust then commits nothing and returns False) and the
-    acknowledgement bookkeeping.  ``calls`` records the producer flush and Faust's own commit."""
+    acknowledgement bookkeeping.  ``calls`` records the producer flush and Faust's own commit.
+    It takes the exactly-once path, where the guard itself flushes the Kafka producers (on the
+    at-least-once path Faust's own method does, after checking the assignment)."""
 
     from faust.transport.consumer import Consumer
 
@@ -173,6 +175,7 @@ class CommittingConsumer:
         from intervaltree import IntervalTree
 
         self.calls: list[str] = []
+        self.in_transaction = True
         self.assigned, self.during_producer_flush = set(assigned), during_producer_flush
         self.app = SimpleNamespace(producer=SimpleNamespace(buffer=buffer, flush=self._flush))
         self.log = SimpleNamespace(dev=lambda *a: self.calls.append("faust commit"), info=lambda *a: None)
