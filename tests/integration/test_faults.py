@@ -464,18 +464,26 @@ def check_exactly_once(bootstrap: str, settings: Settings, stream: Stream, *, ti
 
 
 def check_posts_catalog(bootstrap: str, settings: Settings, stream: Stream, *, isolation_level: str = "read_uncommitted",
-                        **client_kwargs) -> None:
+                        timeout_s: float = 30.0, **client_kwargs) -> None:
     """Every post sent is in the posts table's changelog (its newest record, as ``isolation_level``
     sees it), on the partition the post was read from: so under ``exactly_once`` the record
-    commits in the same transaction as the post's input offset."""
+    commits in the same transaction as the post's input offset.  Posts whose offsets were not
+    committed before a kill are embedded again by the restarted worker, possibly after the
+    recommendations converged: they get ``timeout_s`` to appear.  A post lost for good (its
+    offset committed, its record aborted) never does."""
     read_from = {r.key.decode(): r.partition
                  for r in asyncio.run(read_topic(bootstrap, settings.topic("posts"), **client_kwargs))}
     assert set(read_from) == {d["key"] for d in stream.posts}
-    newest: dict[str, tuple[int, bytes | None]] = {}
-    for r in asyncio.run(read_topic(bootstrap, f"{settings.app_id}-posts-changelog", isolation_level=isolation_level,
-                                    **client_kwargs)):
-        newest[json.loads(r.key)] = (r.partition, r.value)
-    missing = sorted(k for k in read_from if newest.get(k, (None, None))[1] is None)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        newest: dict[str, tuple[int, bytes | None]] = {}
+        for r in asyncio.run(read_topic(bootstrap, f"{settings.app_id}-posts-changelog",
+                                        isolation_level=isolation_level, **client_kwargs)):
+            newest[json.loads(r.key)] = (r.partition, r.value)
+        missing = sorted(k for k in read_from if newest.get(k, (None, None))[1] is None)
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
     assert not missing, f"posts missing from the posts changelog ({isolation_level}): {missing}"
     elsewhere = {k: (read_from[k], newest[k][0]) for k in read_from if newest[k][0] != read_from[k]}
     assert not elsewhere, f"posts' changelog records not on their input partition (input, changelog): {elsewhere}"
