@@ -15,7 +15,8 @@ def bench_command(settings: Settings, args, *, broker_given: bool) -> int:
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     config = BenchConfig(events=args.events, users=args.users, posts=args.posts, rate=args.rate,
-                         latency_seconds=args.seconds, engines=_engines(args.engines))
+                         latency_seconds=args.seconds, engines=_engines(args.engines),
+                         batch_size=settings.embed_batch_size)  # the raw ORT baseline at the worker's batch size
     ensure_model(settings.resolved_model_path, progress=True)
     with (nullcontext() if broker_given else LocalKafka(home=settings.home)) as kafka:
         if kafka is not None:
