@@ -196,7 +196,7 @@ def add_arguments(p: argparse.ArgumentParser, *, standalone: bool) -> None:
     p.add_argument("-n", "--n-texts", type=_positive, default=2000, help="texts embedded per measurement (default: 2000)")
     p.add_argument("--batch-sizes", type=_sizes, default=None,
                    help="comma-separated texts per call (default: " +
-                        ("32, the worker's default)" if standalone else "the worker's, RIPPLE_EMBED_BATCH_SIZE)"))
+                        ("64, the worker's default)" if standalone else "the worker's, RIPPLE_EMBED_BATCH_SIZE)"))
     p.add_argument("--rounds", type=_positive, default=3,
                    help="alternated measurements of each; the best is kept (default: 3)")
     p.add_argument("--fp16", action="store_true",
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p, standalone=True)
     args = p.parse_args(argv)
     return run(args, model=(args.model or STANDALONE_MODEL).expanduser(), provider=args.provider, parallel=None,
-               batch_sizes=args.batch_sizes or [32])
+               batch_sizes=args.batch_sizes or [64])
 
 
 def run(args: argparse.Namespace, *, model: Path, provider: str, parallel: int | None, batch_sizes: list[int]) -> int:

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         "several times faster; at-least-once only, see streams/engage_batch.py), 'faust' (a Faust agent, event by "
         "event; the one with processing_guarantee 'exactly_once') or 'auto' (batch, unless exactly_once is asked "
         "for); read back as the engine chosen.")
-    engage_batch_max: int = Field(2000, ge=1, description="Most records per batch of the 'batch' engagement engine.")
+    engage_batch_max: int = Field(5000, ge=1, description="Most records per batch of the 'batch' engagement engine.")
     engage_rec_budget_s: float = Field(
         0.1, ge=0, description="Most seconds the 'batch' engagement engine spends scoring recommendations per batch; "
         "users left over are scored first in the next batch, with their newest state (0: no limit).")
@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     # --- Model -----------------------------------------------------------------------------
     model_path: Path | None = Field(None, description="ONNX sentence model; default <home>/models/all-MiniLM-L6-v2.onnx.")
     onnx_provider: str = Field("auto", description="'auto' (CUDA if available, else CPU), 'cuda' or 'cpu'.")
-    embed_batch_size: int = Field(32, ge=1, description="Posts embedded per ONNX call.")
+    embed_batch_size: int = Field(64, ge=1, description="Posts (or comments) embedded per ONNX call.")
     embed_batch_window_s: float = Field(0.05, gt=0, description="Max wait to fill an embedding batch.")
     onnx_cpu_parallel: int | None = Field(
         None, ge=1, description="CPU provider: how many single-threaded pieces of an embedding call run at once "

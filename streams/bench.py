@@ -60,7 +60,7 @@ class BenchConfig:
     posts: int = 2_000
     rate: float = 1_000.0  # offered events/s for the latency run
     latency_seconds: float = 10.0
-    batch_size: int = 32
+    batch_size: int = 64  # of the raw ORT baselines: the worker's embed_batch_size (ripple bench passes it)
     engines: tuple[str, ...] = ("faust", "batch")  # engage_engine values measured, each with its own worker
 
 
@@ -123,7 +123,7 @@ def _steady_rate(points: list[tuple[int, int]], gap_ms: int = BURST_GAP_MS) -> t
     agents; not the batch engine's profiles, see the module docstring): a batch's records come in
     one burst after it was processed, so the first burst's items were processed before the first
     timestamp, and counted over first to last timestamp they would overstate the rate by the first
-    batch's share (32 of the bench's 2,000 posts).  The rate is the items of the bursts after the
+    batch's share (64 of the bench's 2,000 posts).  The rate is the items of the bursts after the
     first over the time from the end of the first burst to the end of the last: whole
     process-and-write cycles only.  With a single burst (outputs with no gap over ``gap_ms``, as
     a per-event agent's) every millisecond counts as a burst.
