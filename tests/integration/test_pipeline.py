@@ -8,10 +8,11 @@ import time
 import urllib.request
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from processors.events import validate
 from ripple.demo import stop_worker
+from streams import engage_batch
 from streams.bench import _engine_start
 from streams.client import consume, produce
 
@@ -114,11 +115,27 @@ def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_fac
     # restart: a new worker process of the same app recovers profiles and catalog from changelogs
     assert stop_worker(worker) == 0
     worker_factory(app_id=settings.app_id, engage_engine=engine, engage_fork_min_users=fork_min)
-    asyncio.run(produce(bootstrap, [engagement("likes", "u1", "r4")], settings.topic_prefix))
-    latest = latest_for(bootstrap, t("recommendations"), {"u1": 4}, timeout_s=120)
+    like = engagement("likes", "u1", "r4")
+    sent = asyncio.run(send_raw(bootstrap, t("likes"), b"u1", json.dumps(like["value"]).encode()))
+    try:
+        latest = latest_for(bootstrap, t("recommendations"), {"u1": 4}, timeout_s=120)
+    except AssertionError as exc:  # say whether the group's committed offset had already passed the like
+        group = engage_batch.consumer_group(settings) if engine == "batch" else settings.app_id
+        committed = asyncio.run(_committed(bootstrap, group, t("likes"), sent.partition))
+        raise AssertionError(f"{exc}; the like is {t('likes')}[{sent.partition}]@{sent.offset}, "
+                             f"the group's committed offset there is {committed}") from exc
     after = [i["post_id"] for i in latest["u1"]["items"]]
     assert not {"r1", "r2", "r3", "r4", "own"} & set(after), after  # seen set survived the restart
     assert after[0] in {"r5", "r6"}, after  # interest needs the recovered post embeddings
+
+
+async def _committed(bootstrap: str, group: str, topic: str, partition: int) -> int | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return await consumer.committed(TopicPartition(topic, partition))
+    finally:
+        await consumer.stop()
 
 
 def _metric(port: int, name: str) -> float:
