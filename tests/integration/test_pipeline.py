@@ -8,13 +8,13 @@ import time
 import urllib.request
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from processors.events import validate
 from ripple.demo import stop_worker
-from streams import engage_batch
 from streams.bench import _engine_start
 from streams.client import consume, produce
+from test_faults import group_offsets  # the engagement group's committed offsets (either engine)
 
 pytestmark = pytest.mark.kafka
 
@@ -120,22 +120,12 @@ def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_fac
     try:
         latest = latest_for(bootstrap, t("recommendations"), {"u1": 4}, timeout_s=120)
     except AssertionError as exc:  # say whether the group's committed offset had already passed the like
-        group = engage_batch.consumer_group(settings) if engine == "batch" else settings.app_id
-        committed = asyncio.run(_committed(bootstrap, group, t("likes"), sent.partition))
+        committed = asyncio.run(group_offsets(bootstrap, settings)).get(f"{t('likes')}:{sent.partition}")
         raise AssertionError(f"{exc}; the like is {t('likes')}[{sent.partition}]@{sent.offset}, "
                              f"the group's committed offset there is {committed}") from exc
     after = [i["post_id"] for i in latest["u1"]["items"]]
     assert not {"r1", "r2", "r3", "r4", "own"} & set(after), after  # seen set survived the restart
     assert after[0] in {"r5", "r6"}, after  # interest needs the recovered post embeddings
-
-
-async def _committed(bootstrap: str, group: str, topic: str, partition: int) -> int | None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        return await consumer.committed(TopicPartition(topic, partition))
-    finally:
-        await consumer.stop()
 
 
 def _metric(port: int, name: str) -> float:
