@@ -60,7 +60,7 @@ class BenchConfig:
     posts: int = 2_000
     rate: float = 1_000.0  # offered events/s for the latency run
     latency_seconds: float = 10.0
-    batch_size: int = 64  # of the raw ORT baselines: the worker's embed_batch_size (ripple bench passes it)
+    batch_size: int = Settings.model_fields["embed_batch_size"].default  # of the raw ORT baselines (ripple bench passes the worker's)
     engines: tuple[str, ...] = ("faust", "batch")  # engage_engine values measured, each with its own worker
 
 
