@@ -26,8 +26,11 @@ model: install            ## export the ONNX sentence model once (cached under R
 demo: install
 	$(BIN)/ripple demo
 
+# unit tier first (seconds, no broker), then the broker tier; the soak runs only by name:
+#   .venv/bin/python -m pytest -m soak
 test: system-deps install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not kafka and not soak"
+	$(BIN)/python -m pytest -m "kafka and not soak"
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

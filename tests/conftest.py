@@ -14,6 +14,18 @@ from pathlib import Path
 import pytest
 
 
+BROKER_FIXTURES = {"kafka_broker", "bootstrap", "worker_factory"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the broker without the ``kafka`` marker is an error: ``-m "not kafka"``
+    (the unit tier) must never start a broker, and the broker tier must be selectable by marker."""
+    unmarked = [item.nodeid for item in items
+                if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("kafka") is None]
+    if unmarked:
+        raise pytest.UsageError("tests use the Kafka broker without @pytest.mark.kafka: " + ", ".join(unmarked))
+
+
 def _ripple_home() -> Path:
     return Path(os.environ.get("RIPPLE_HOME") or Path.home() / ".cache" / "ripple").expanduser()
 

@@ -7,6 +7,8 @@ import pytest
 
 from streams.bench import faust_baseline
 
+pytestmark = pytest.mark.kafka
+
 
 @pytest.mark.parametrize("batch", [0, 64])
 def test_bare_faust_baseline_passes_every_event_through_a_table(bootstrap, tmp_path, batch):

@@ -1,8 +1,7 @@
 """The torch-free MiniLM adapter: export, parity with sentence-transformers, masking, truncation, providers.
 
-The reference embeddings were computed once with sentence-transformers; they live in the shared
-fixtures directory beside the repository (``$RIPPLE_SHARED_DIR`` overrides).  A missing fixture
-is a failure, not a skip.
+The reference embeddings were computed once with sentence-transformers; they live in
+``tests/fixtures/minilm_reference.json``.  A missing fixture is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -26,10 +25,7 @@ from processors.protocols import Embedder
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _reference_path() -> Path:
-    shared = os.environ.get("RIPPLE_SHARED_DIR")
-    base = Path(shared) if shared else REPO.parent / "shared"
-    return base / "fixtures" / "minilm_reference.json"
+REFERENCE = REPO / "tests" / "fixtures" / "minilm_reference.json"
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +40,8 @@ def emb(model_path) -> OnnxEmbedder:
 
 @pytest.fixture(scope="module")
 def reference() -> dict:
-    path = _reference_path()
-    assert path.is_file(), f"reference fixture {path} missing (set RIPPLE_SHARED_DIR to the shared/ dir)"
-    return json.loads(path.read_text())
+    assert REFERENCE.is_file(), f"reference fixture {REFERENCE} missing"
+    return json.loads(REFERENCE.read_text())
 
 
 @pytest.mark.parametrize("parallel", [1, 2])
@@ -286,7 +281,7 @@ def test_bench_embed_command(model_path, fp16_path, tmp_path, capsys):
     out = tmp_path / "r.json"
     made = fp16_path.stat().st_mtime_ns
     assert main(["--model", str(model_path), "--provider", "cpu", "--texts", "mixed", "-n", "24",
-                 "--batch-sizes", "4,8", "--rounds", "1", "--fp16", "--reference", str(_reference_path()),
+                 "--batch-sizes", "4,8", "--rounds", "1", "--fp16", "--reference", str(REFERENCE),
                  "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [(r["precision"], r["batch_size"]) for r in rows] == [("fp32", 4), ("fp32", 8), ("fp16", 4), ("fp16", 8)]
