@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from processors.recommender import CoEngagement
+from processors.co_engagement import CoEngagement
 from ripple.eval_recs import (
     ISGD,
     FactorsOnly,
