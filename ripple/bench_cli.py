@@ -15,7 +15,7 @@ def bench_command(settings: Settings, args, *, broker_given: bool) -> int:
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     config = BenchConfig(events=args.events, users=args.users, posts=args.posts, rate=args.rate,
-                         latency_seconds=args.seconds, engines=_engines(args.engines),
+                         latency_seconds=args.seconds, guarantees=_guarantees(args.guarantees),
                          batch_size=settings.embed_batch_size)  # the raw ORT baseline at the worker's batch size
     ensure_model(settings.resolved_model_path, progress=True)
     with (nullcontext() if broker_given else LocalKafka(home=settings.home)) as kafka:
@@ -27,9 +27,9 @@ def bench_command(settings: Settings, args, *, broker_given: bool) -> int:
     return 0
 
 
-def _engines(text: str) -> tuple[str, ...]:
-    engines = tuple(e.strip() for e in text.split(",") if e.strip())
-    unknown = set(engines) - {"faust", "batch"}
-    if unknown or not engines:
-        raise SystemExit(f"--engines: expected a comma-separated list of faust and batch, got {text!r}")
-    return engines
+def _guarantees(text: str) -> tuple[str, ...]:
+    guarantees = tuple(g.strip() for g in text.split(",") if g.strip())
+    unknown = set(guarantees) - {"at_least_once", "exactly_once"}
+    if unknown or not guarantees:
+        raise SystemExit(f"--guarantees: expected a comma-separated list of at_least_once and exactly_once, got {text!r}")
+    return guarantees

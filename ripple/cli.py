@@ -77,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="posts embedded by the pipeline, then the candidate catalog (default 2000)")
     p.add_argument("--rate", type=float, default=1000.0, help="offered events/s for the latency run (default 1000)")
     p.add_argument("--seconds", type=float, default=10.0, help="duration of the latency run (default 10)")
-    p.add_argument("--engines", default="faust,batch",
-                   help="engagement engines to measure, each with its own worker (default faust,batch; "
-                        "see RIPPLE_ENGAGE_ENGINE)")
+    p.add_argument("--guarantees", default="at_least_once,exactly_once",
+                   help="processing guarantees to measure, each with its own worker (default "
+                        "at_least_once,exactly_once: the exactly_once row gives the cost of transactions as a ratio)")
 
     p = sub.add_parser("eval", help="offline evaluations")
     esub = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)

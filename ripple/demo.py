@@ -19,7 +19,7 @@ MALFORMED = {"topic": "likes", "key": "user0", "value": b'{"schema_version": 1, 
 #: settings a worker started by :func:`start_worker` inherits when they are set
 PASSED_ON = ("processing_guarantee", "session_timeout_s", "security_protocol", "sasl_mechanism", "sasl_username",
              "sasl_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password", "ssl_check_hostname",
-             "pseudonymize_key", "engage_engine", "engage_batch_max", "engage_rec_budget_s",
+             "pseudonymize_key", "engage_batch_max", "engage_rec_budget_s",
              "engage_fork_min_users",
              "producer_linger_s", "gc_threshold", "onnx_cpu_parallel", "log_level")
 

@@ -31,18 +31,15 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
     producer_linger_s: float = Field(0.05, ge=0, description="Producer linger (batching) in seconds.")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
-        "at_least_once", description="Faust processing guarantee; 'exactly_once' uses Kafka transactions.")
-    engage_engine: Literal["auto", "faust", "batch"] = Field(
-        "auto", description="How the engagement topics are consumed: 'batch' (an aiokafka consumer in getmany batches, "
-        "several times faster; at-least-once only, see streams/engage_batch.py), 'faust' (a Faust agent, event by "
-        "event; the one with processing_guarantee 'exactly_once') or 'auto' (batch, unless exactly_once is asked "
-        "for); read back as the engine chosen.")
-    engage_batch_max: int = Field(5000, ge=1, description="Most records per batch of the 'batch' engagement engine.")
+        "at_least_once", description="'exactly_once': every engagement batch's outputs, profile changes and input "
+        "offsets commit in one Kafka transaction per partition (and the Faust agents use Faust's transactions); "
+        "'at_least_once': outputs may repeat after a crash, profile state is still applied once.")
+    engage_batch_max: int = Field(5000, ge=1, description="Most records per batch of the engagement engine.")
     engage_rec_budget_s: float = Field(
-        0.1, ge=0, description="Most seconds the 'batch' engagement engine spends scoring recommendations per batch; "
+        0.1, ge=0, description="Most seconds the engagement engine spends scoring recommendations per batch; "
         "users left over are scored first in the next batch, with their newest state (0: no limit).")
     engage_fork_min_users: int = Field(
-        128, ge=0, description="The 'batch' engagement engine scores a batch's recommendations in a forked child "
+        128, ge=0, description="The engagement engine scores a batch's recommendations in a forked child "
         "process (a copy-on-write snapshot of the worker's state, on another core, while the worker folds the next "
         "batch) when at least this many users are due; fewer are scored in the worker itself (0: never fork; "
         "Linux only, see streams/forked.py).")
@@ -118,20 +115,6 @@ class Settings(BaseSettings):
     def _sasl_credentials(self) -> "Settings":
         if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
             raise ValueError(f"security_protocol {self.security_protocol} needs RIPPLE_SASL_USERNAME and RIPPLE_SASL_PASSWORD")
-        return self
-
-    @model_validator(mode="before")
-    @classmethod
-    def _resolve_engine(cls, data):
-        if isinstance(data, dict) and data.get("engage_engine", "auto") == "auto":
-            data = {**data, "engage_engine": "faust" if data.get("processing_guarantee") == "exactly_once" else "batch"}
-        return data
-
-    @model_validator(mode="after")
-    def _batch_engine_guarantee(self) -> "Settings":
-        if self.engage_engine == "batch" and self.processing_guarantee == "exactly_once":
-            raise ValueError("engage_engine 'batch' does not use Kafka transactions: use processing_guarantee "
-                             "'at_least_once' with it (profile state is still applied once), or engage_engine 'faust'")
         return self
 
     @property

@@ -1,4 +1,7 @@
-"""Faust agents and timers: decode → call a processor → send → record a metric."""
+"""Faust agents and timers: posts → catalog, comments → suggested replies, lag sampling.
+
+Each stays thin: decode → call a processor → send → record a metric.  The engagement topics
+are consumed by :mod:`streams.engage_batch`, not by a Faust agent."""
 
 from __future__ import annotations
 
@@ -8,9 +11,8 @@ import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from processors.events import Engagement, Follow, Post, Rejected, decode
+from processors.events import Engagement, Post, Rejected, decode
 from processors.replies import WaitingForPost
-from processors.folding import fold
 from streams import metrics
 from streams.app import Runtime
 from streams.client import read_offsets
@@ -33,7 +35,7 @@ def register(rt: Runtime) -> None:
                 valid: list[Post] = []
                 partitions: list[int] = []  # where each valid post was read from
                 for event in await _with_skipped(rt, "embed_posts", events):
-                    ev = _decode(rt, "posts", event)
+                    ev = _decode_post(rt, event)
                     if isinstance(ev, Rejected):
                         await rt.reject(event, ev.reason)
                     else:
@@ -56,62 +58,16 @@ def register(rt: Runtime) -> None:
     async def forget_expected_offsets(sender, revoked, **kwargs):
         rt.expected_offsets.clear()  # the next assignment starts wherever the group committed
 
-    if s.engage_engine == "batch":  # engagements consumed in aiokafka batches, outside Faust's streams
-        from streams import engage_batch
+    from streams import engage_batch
 
-        engine_lags = engage_batch.register(rt).lags
-    else:
-        _register_engage(rt)
-        engine_lags = None
+    engine = engage_batch.register(rt)
 
     @app.timer(interval=5.0, name="sample_consumer_lag")
     async def sample_consumer_lag():
-        await metrics.sample_lag(app, rename=rt.logical, extra=engine_lags)
+        await metrics.sample_lag(app, rename=rt.logical, extra=engine.lags)
 
     if rt.replies is not None:
         _register_replies(rt)
-
-
-def _register_engage(rt: Runtime) -> None:
-    """The Faust engagement path: one agent, event by event, with the profiles in a Faust table."""
-    s = rt.settings
-    app = rt.app
-
-    @app.agent(rt.topics["engagements"], name="engage")
-    async def engage(stream):
-        async for event in stream.events():
-            with metrics.observe_latency("engage"):
-                rt.ensure_catalog()
-                for one in await _with_skipped(rt, "engage", [event]):
-                    await _engage_one(rt, one)
-
-    @app.on_rebalance_complete.connect
-    async def resume_after_recovery(sender, **kwargs):
-        rt.resume_pending = True  # tables are recovered now; the timer below does the scan
-
-    @app.timer(interval=max(0.05, min(0.5, s.rec_min_interval_s / 2)), name="flush_deferred")
-    async def flush_deferred():
-        if rt.resume_pending:
-            rt.resume_pending = False
-            owed = rt.recommender.resume(rt.owed_profiles())
-            if owed:
-                log.info("recovered %d profiles whose newest state was never published", owed)
-        for user in rt.recommender.due():
-            if rt.profiles.get(user):
-                await rt.publish_recommendation(rt.load_profile(user), "flush_deferred")
-
-
-async def _engage_one(rt: Runtime, event) -> None:
-    ev = _decode(rt, rt.logical(event.message.topic), event)
-    if isinstance(ev, Rejected):
-        await rt.reject(event, ev.reason)
-        return
-    try:
-        await _engagement(rt, event, ev)
-    except Exception as exc:  # never crash the worker on one event
-        msg = event.message
-        log.exception("processing failed for %s[%d]@%d", msg.topic, msg.partition, msg.offset)
-        await rt.reject(event, f"processing error: {type(exc).__name__}: {exc}"[:300])
 
 
 @dataclass
@@ -143,7 +99,7 @@ async def _with_skipped(rt: Runtime, agent: str, events: list) -> list:
     return out
 
 
-async def _skipped_before(rt: Runtime, event, agent: str = "engage") -> list[_Refetched]:
+async def _skipped_before(rt: Runtime, event, agent: str) -> list[_Refetched]:
     """Records of ``event``'s partition that ``agent``'s stream skipped since the last one it saw,
     re-read from the broker.  faust-streaming 0.15 can drop (and ack) a message while it resumes
     streams after recovery; the committed offset then passes it and the event would be lost.
@@ -172,33 +128,10 @@ async def _skipped_before(rt: Runtime, event, agent: str = "engage") -> list[_Re
                                        timestamp=r.timestamp / 1000.0), r.value) for r in records]
 
 
-def _decode(rt: Runtime, topic: str, event):
-    msg = event.message
-    ev = rt.at_edge(decode(topic, event.value, default_ts=msg.timestamp or time.time(), **rt.decode_limits))
-    if isinstance(ev, Rejected):
-        metrics.record_consumed(topic, "invalid")
-    else:
-        metrics.record_consumed(topic, "follow" if isinstance(ev, Follow) else ("post" if isinstance(ev, Post) else ev.kind))
+def _decode_post(rt: Runtime, event) -> Post | Rejected:
+    ev = rt.at_edge(decode("posts", event.value, default_ts=event.message.timestamp or time.time(), **rt.decode_limits))
+    metrics.record_consumed("posts", "invalid" if isinstance(ev, Rejected) else "post")
     return ev
-
-
-async def _engagement(rt: Runtime, event, ev: Engagement | Follow) -> None:
-    """Fold one valid engagement into the user's profile; publish if the throttle allows."""
-    msg = event.message
-    profile = rt.load_profile(ev.user_id)
-    done = fold(rt.recommender, profile, ev, f"{msg.topic}:{msg.partition}", msg.offset,
-                sentiment=rt.sentiment, dedup_limit=rt.settings.dedup_limit)
-    if not rt.count_folded(done, msg):
-        if done.outcome == "replay":  # the previous owner may have died between saving the profile and publishing it
-            rt.recommender.throttle.defer(ev.user_id)
-        return
-    if done.due_now:  # one table write: the state and the fact that it is being published
-        profile.published_events = profile.events
-    rt.profiles[ev.user_id] = profile.to_dict()
-    rt.evict_profiles(msg.partition, ev.user_id)
-    rt.rec_clock.saw(ev.user_id, msg.timestamp or time.time())
-    if done.due_now:
-        await rt.publish_recommendation(profile, "engage", save=False)
 
 
 def _register_replies(rt: Runtime) -> None:
@@ -220,7 +153,8 @@ def _register_replies(rt: Runtime) -> None:
 
     @rt.app.agent(rt.topics["comments"], name="suggest_replies")
     async def suggest_replies(stream):
-        """Comments → suggestions for their recipients. Invalid comments are dead-lettered by ``engage``."""
+        """Comments → suggestions for their recipients.  Invalid comments are dead-lettered by the
+        engagement engine, which reads the same topic."""
         loop = asyncio.get_running_loop()
         embed_comments = metrics.instrument_embed(rt.embedder.embed, "comment")
         embed_replies = metrics.instrument_embed(rt.embedder.embed, "reply")
@@ -245,5 +179,5 @@ def _register_replies(rt: Runtime) -> None:
                     if pending:  # replies newly admitted to the bank (k distinct users) need vectors
                         bank.set_vectors(pending, await loop.run_in_executor(rt.executor, embed_replies, pending))
                         metrics.record_model_update("reply_bank", len(pending))
-                except Exception:  # suggestions are best effort; the comment itself was processed by `engage`
+                except Exception:  # suggestions are best effort; the engagement engine folds the comment itself
                     log.exception("reply suggestion failed for a batch of %d comments", len(comments))

@@ -19,10 +19,8 @@ import faust
 import numpy as np
 
 from processors.events import INPUT_TOPICS, Post, dead_letter
-from processors.eviction import RecencyIndex
 from processors.folding import Folded
 from processors.privacy import Pseudonymizer, redact_dead_letter
-from processors.profiles import UserProfile
 from processors.protocols import Embedder
 from processors.recommender import Recommender
 from processors.replies import ReplySuggester
@@ -34,7 +32,7 @@ log = logging.getLogger("ripple.worker")
 
 OUTPUT_TOPICS = ("recommendations", "suggested-replies", "dead-letter")
 ENGAGEMENT_TOPICS = ("likes", "comments", "shares", "follows")
-TABLES = ("profiles", "posts")  # changelog topics: <app_id>-<table>-changelog
+TABLES = ("profiles", "posts")  # changelog topics <app_id>-<table>-changelog: the engine's, and the posts table's
 
 
 def all_topics(settings: Settings) -> list[str]:
@@ -61,20 +59,14 @@ class Runtime:
     replies: ReplySuggester | None
     sentiment: SentimentAnalyzer | None
     topics: dict[str, faust.TopicT]
-    profiles: faust.Table | None  # None with engage_engine "batch"
     posts: faust.Table
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="ripple-embed"))
     stats: dict = field(default_factory=lambda: dict.fromkeys(
         ("posts", "engagements", "replayed", "dead_letters", "recommendations", "suggestions"), 0))
     rec_clock: metrics.RecommendationClock = field(default_factory=metrics.RecommendationClock)
     catalog_loaded: bool = False
-    #: set when a rebalance (or the first assignment) completed: owed recommendations are re-offered
-    resume_pending: bool = False
     #: next offset each agent expects per input partition (agent, topic, partition), since the last assignment
     expected_offsets: dict[tuple[str, str, int], int] = field(default_factory=dict)
-    #: least recently active profiles per partition, dropped beyond ``profile_limit`` / ``profile_ttl_s``
-    profile_index: RecencyIndex | None = None
-    evict_later: dict[int, list[str]] = field(default_factory=dict)
 
     @cached_property
     def decode_limits(self) -> dict:
@@ -91,23 +83,6 @@ class Runtime:
     def at_edge(self, ev):
         """A decoded event as the pipeline sees it: user ids pseudonymised when configured."""
         return self.pseudonymizer(ev) if self.pseudonymizer is not None else ev
-
-    def evict_profiles(self, partition: int, user_id: str) -> None:
-        """``user_id`` (of ``partition``) was just saved: drop the partition's profiles beyond the
-        limits.  Called while an event of ``partition`` is processed, so each tombstone lands on
-        the changelog partition its profile was written to."""
-        if self.profile_index is None:  # first call: index the profiles recovered from the changelog
-            self.profile_index = RecencyIndex(self.settings.profile_limit, self.settings.profile_ttl_s)
-            now = time.time()
-            recovered = (UserProfile.from_dict(raw) for raw in list(self.profiles.values()) if raw)
-            for profile in sorted(recovered, key=lambda p: p.last_ts):  # oldest activity first
-                for part in profile.partitions():  # over the limit: dropped by that partition's next event
-                    self.evict_later.setdefault(part, []).extend(self.profile_index.touch(part, profile.user_id, now))
-        doomed = self.evict_later.pop(partition, []) + self.profile_index.touch(partition, user_id, time.time())
-        for old in doomed:
-            if old != user_id and old in self.profiles:
-                del self.profiles[old]
-                self.stats["evicted_profiles"] = self.stats.get("evicted_profiles", 0) + 1
 
     def logical(self, topic: str) -> str:
         """``<prefix>likes`` → ``likes``."""
@@ -158,10 +133,6 @@ class Runtime:
                     continue
             self.posts.send_changelog(partition, post_id, None, value_serializer="raw")
 
-    def load_profile(self, user_id: str) -> UserProfile:
-        raw = self.profiles.get(user_id)
-        return UserProfile.from_dict(raw) if raw else UserProfile(user_id)
-
     async def reject(self, event, reason: str) -> None:
         """Send ``event`` to the dead-letter topic with ``reason`` and its source position."""
         await self.topics["dead-letter"].send(value=self.dead_letter_doc(event.message, event.value, reason))
@@ -194,39 +165,6 @@ class Runtime:
         metrics.record_model_update("profile")
         metrics.record_model_update("factors", done.factor_updates)
         return True
-
-    def save_outside_stream(self, profile: UserProfile) -> None:
-        """Write ``profile`` from a timer, where Faust knows no current event (and so no partition):
-        its changelog partition is the input partition its events came from."""
-        parts = profile.partitions()
-        if len(parts) != 1:  # a producer not keying by user: the profile has no single home
-            return
-        raw = profile.to_dict()
-        self.profiles.data[profile.user_id] = raw  # the local store, as ``table[key] = raw`` does ...
-        self.profiles.send_changelog(parts.pop(), profile.user_id, raw)  # ... and its changelog record
-
-    def owed_profiles(self) -> list[UserProfile]:
-        """Profiles of this worker's active partitions whose newest state was never published."""
-        changelog = self.profiles.changelog_topic_name
-        active = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == changelog}
-        owed = []
-        for raw in list(self.profiles.values()):
-            if raw and raw.get("events", 0) > raw.get("published_events", 0):
-                profile = UserProfile.from_dict(raw)
-                if profile.partitions() & active:
-                    owed.append(profile)
-        return owed
-
-    async def publish_recommendation(self, profile: UserProfile, agent: str, *, save: bool = True) -> None:
-        """Publish ``profile``'s recommendations; ``save`` records that in the table (``published_events``)."""
-        if save and profile.unpublished():
-            profile.published_events = profile.events
-            self.save_outside_stream(profile)
-        doc = self.recommender.recommendation(profile)
-        await self.topics["recommendations"].send(key=profile.user_id.encode(), value=doc)
-        self.stats["recommendations"] += 1
-        metrics.record_recommendation()
-        self.rec_clock.published(profile.user_id, agent)
 
     async def publish_suggestions(self, doc: dict) -> None:
         await self.topics["suggested-replies"].send(key=doc["recipient_id"].encode(), value=doc)
@@ -271,9 +209,6 @@ def build_app(
     rt = Runtime(
         settings=settings, app=app, embedder=embedder, recommender=recommender, replies=replies, sentiment=sentiment,
         topics=topics,
-        # keys: raw UTF-8 (the same bytes as the input topics' keys); values: JSON documents
-        # with the batch engine the profiles live in streams.engage_batch (same changelog topic)
-        profiles=app.Table("profiles", default=None, key_type=str) if settings.engage_engine == "faust" else None,
         # posts: written and deleted with explicit changelog partitions (Runtime.remember_posts)
         posts=app.Table("posts", default=None, key_type=str),
     )

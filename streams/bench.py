@@ -5,6 +5,7 @@ Every figure is printed next to a baseline measured in the same run on the same 
 * worker engagement throughput  vs  raw aiokafka consume → json → produce pass-through, and vs
   bare Faust agents (decode → send; with a table write per event; the same in take_events
   batches), the framework's own ceiling
+* the worker under ``exactly_once`` (Kafka transactions)  vs  the same worker under ``at_least_once``
 * event → recommendation latency (p50/p99) at a fixed offered rate
 * post embedding inside the pipeline  vs  a raw onnxruntime session at the same batch size
 
@@ -17,13 +18,13 @@ Throughput ends at the Kafka timestamp of the worker's last output record (the p
 changelog; the profile changelog records that applied an event, i.e. a user's ``events`` count
 grew), so start-up and recovery time are excluded:
 
-* the batch engine's drain starts when its first batch starts (its log line ``engage: first batch
+* the engagement engine's drain starts when its first batch starts (its log line ``engage: first batch
   of N records at T``), as the raw aiokafka pass-through's clock starts at its first fetch.  Its
   first output comes later: a batch's profiles are written only once the broker has acknowledged
   its recommendations, while the next batch is processed (0.35–0.43 s after the start in five
   drains of 20,000 events, with 2,000 or more events already processed), so first-to-last
   changelog timestamps overstated the rate by 19–22 % in three drains timed both ways;
-* elsewhere (post embedding, the Faust engine, the bare Faust agents), outputs follow their
+* elsewhere (post embedding, the bare Faust agents), outputs follow their
   inputs at once, and the first burst of output, whose items were processed before its
   timestamp, is left out (:func:`_steady_rate`).
 """
@@ -61,7 +62,8 @@ class BenchConfig:
     rate: float = 1_000.0  # offered events/s for the latency run
     latency_seconds: float = 10.0
     batch_size: int = Settings.model_fields["embed_batch_size"].default  # of the raw ORT baselines (ripple bench passes the worker's)
-    engines: tuple[str, ...] = ("faust", "batch")  # engage_engine values measured, each with its own worker
+    #: processing guarantees measured, each with its own worker, topics and state
+    guarantees: tuple[str, ...] = ("at_least_once", "exactly_once")
 
 
 def _posts(n: int, seed: int = 0) -> list[dict]:
@@ -119,8 +121,8 @@ def _steady_rate(points: list[tuple[int, int]], gap_ms: int = BURST_GAP_MS) -> t
     """Items per second of a worker from its output records, ``(timestamp ms, items applied)``
     each, and the window (ms) it was measured over.
 
-    For outputs written right after their inputs (post embedding, the Faust engine, the bare Faust
-    agents; not the batch engine's profiles, see the module docstring): a batch's records come in
+    For outputs written right after their inputs (post embedding, the bare Faust
+    agents; not the engagement engine's profiles, see the module docstring): a batch's records come in
     one burst after it was processed, so the first burst's items were processed before the first
     timestamp, and counted over first to last timestamp they would overstate the rate by the first
     batch's share (64 of the bench's 2,000 posts).  The rate is the items of the bursts after the
@@ -152,7 +154,7 @@ def _rate(n: int, span: float) -> float:
 
 
 def _engine_start(log_path: Path, after: float) -> float | None:
-    """When the batch engine began its first batch (unix time), from the worker's log line
+    """When the engagement engine began its first batch (unix time), from the worker's log line
     ``engage: first batch of N records at T (unix time)``, the first one at or after ``after``."""
     text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
     times = [float(t) for t in re.findall(r"engage: first batch of \d+ records at ([0-9.]+) \(unix time\)", text)]
@@ -162,7 +164,7 @@ def _engine_start(log_path: Path, after: float) -> float | None:
 async def _applied_events(bootstrap: str, changelog: str, expected: int, timeout_s: float,
                           **client_kwargs) -> tuple[int, list[tuple[int, int]]]:
     """Events folded into profiles (the growth of users' ``events`` counts over the changelog
-    records; the batch engine saves a profile once per batch, so one record may carry several)
+    records; the engagement engine saves a profile once per batch, so one record may carry several)
     and, per record that grew, its timestamp and growth (for :func:`_steady_rate`)."""
     points: list[tuple[int, int]] = []
     last: dict[str, int] = {}
@@ -265,15 +267,12 @@ def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
                                                       gc_threshold=settings.gc_threshold))
 
     posts = _posts(config.posts)
-    results["engines"] = {}
-    for engine in config.engines:  # each engine gets its own worker, topics and state
-        if engine == "batch" and settings.processing_guarantee == "exactly_once":
-            say("batch engine skipped: it runs at_least_once only")
-            continue
-        say(f"worker with engage_engine={engine}")
+    results["guarantees"] = {}
+    for guarantee in config.guarantees:
+        say(f"worker with processing_guarantee={guarantee}")
         s = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.", "log_level": "info",
-                                        "app_id": f"bench-{uuid.uuid4().hex[:6]}", "engage_engine": engine})
-        results["engines"][engine] = _worker_run(s, config, posts, say, **auth)
+                                        "app_id": f"bench-{uuid.uuid4().hex[:6]}", "processing_guarantee": guarantee})
+        results["guarantees"][guarantee] = _worker_run(s, config, posts, say, **auth)
 
     # raw onnxruntime at the same batch size on the same texts: a default session, and the worker's threading
     emb = OnnxEmbedder(ensure_model(settings.resolved_model_path), provider=settings.onnx_provider,
@@ -292,7 +291,7 @@ def _worker_run(s: Settings, config: BenchConfig, posts: list[dict], say, **auth
 
     b, out = s.broker, {}
     asyncio.run(ensure_topics(s))
-    log_path = s.home / "bench" / f"worker-{s.engage_engine}.log"
+    log_path = s.home / "bench" / f"worker-{s.processing_guarantee}.log"
     worker = None
     try:
         # 1) post embedding inside the pipeline, alone: posts topic → embed agent → posts table.  As
@@ -315,16 +314,15 @@ def _worker_run(s: Settings, config: BenchConfig, posts: list[dict], say, **auth
         asyncio.run(_produce_fast(b, _likes(config.events, config.users, config.posts), s.topic_prefix, **auth))
         restarted = time.time()
         worker = start_worker(s, log_path)
-        group = engage_batch.consumer_group(s) if s.engage_engine == "batch" else s.app_id
+        group = engage_batch.consumer_group(s)
         asyncio.run(wait_committed(b, group, [s.topic("likes")], timeout_s=600, alive=lambda: worker.poll() is None, **auth))
         n, points = asyncio.run(_applied_events(b, f"{s.app_id}-profiles-changelog", config.events, timeout_s=60, **auth))
-        start = _engine_start(log_path, after=restarted) if s.engage_engine == "batch" else None
+        start = _engine_start(log_path, after=restarted)
         if start is not None and points:  # from the first batch's start to its last profile written
             t0, t1 = int(start * 1000), max(t for t, _ in points)
             out["worker_eps"] = _rate(n, (t1 - t0) / 1000.0)
         else:
-            if s.engage_engine == "batch":
-                say(f"  no 'engage: first batch' line in {log_path}: drain timed from the changelog's bursts")
+            say(f"  no 'engage: first batch' line in {log_path}: drain timed from the changelog's bursts")
             out["worker_eps"], (t0, t1) = _steady_rate(points)
         out["worker_events_seen"] = n
         recs = asyncio.run(_read_until(b, s.topic("recommendations"), lambda rs: False, timeout_s=5, **auth))
@@ -405,16 +403,16 @@ async def _latency_run(bootstrap: str, s: Settings, config: BenchConfig, **clien
 def format_results(r: dict, config: BenchConfig) -> str:
     threaded = "  the embedder's pieces, at once"
     out = [f"{'measure':40} {'Ripple':>16}   {'baseline (same run)':34} {'value':>16} {'ratio':>7}", "-" * 118]
-    for engine, e in r["engines"].items():
+    for guarantee, e in r["guarantees"].items():
         rows = [
-            (f"worker throughput, {engine} engine", f"{e['worker_eps']:,.0f} ev/s", "raw aiokafka pass-through",
+            (f"worker throughput, {guarantee}", f"{e['worker_eps']:,.0f} ev/s", "raw aiokafka pass-through",
              f"{r['passthrough_eps']:,.0f} ev/s", e["worker_eps"] / r["passthrough_eps"]),
             ("", "", "bare Faust agent (decode → send)", f"{r['faust_eps']:,.0f} ev/s", e["worker_eps"] / r["faust_eps"]),
             ("", "", "bare Faust agent + table write", f"{r['faust_table_eps']:,.0f} ev/s",
              e["worker_eps"] / r["faust_table_eps"]),
             ("", "", "  the same, take_events(256)", f"{r['faust_batch_eps']:,.0f} ev/s",
              e["worker_eps"] / r["faust_batch_eps"]),
-            (f"pipeline post embedding ({engine} run)", f"{e['pipeline_embed_sps']:,.0f} sent/s",
+            (f"pipeline post embedding ({guarantee} run)", f"{e['pipeline_embed_sps']:,.0f} sent/s",
              f"raw ORT session (batch {config.batch_size})", f"{r['raw_ort_sps']:,.0f} sent/s",
              e["pipeline_embed_sps"] / r["raw_ort_sps"]),
             ("", "", threaded, f"{r['raw_threaded_sps']:,.0f} sent/s",
@@ -426,8 +424,13 @@ def format_results(r: dict, config: BenchConfig) -> str:
                f"{r['embedder_sps'] / r['raw_ort_sps']:7.2f}")
     out.append(f"{'':40} {'':>16}   {threaded:34} {r['raw_threaded_sps']:>9,.0f} sent/s "
                f"{r['embedder_sps'] / r['raw_threaded_sps']:7.2f}")
-    for engine, e in r["engines"].items():
-        out.append(f"{engine} engine: while draining, {e['worker_events_seen']:,} events applied and "
+    runs = r["guarantees"]
+    if {"at_least_once", "exactly_once"} <= set(runs):
+        alo, eos = runs["at_least_once"]["worker_eps"], runs["exactly_once"]["worker_eps"]
+        out.append(f"{'worker throughput, exactly_once':40} {eos:>11,.0f} ev/s   {'the same worker, at_least_once':34} "
+                   f"{alo:>11,.0f} ev/s {eos / alo:7.2f}")
+    for guarantee, e in runs.items():
+        out.append(f"{guarantee}: while draining, {e['worker_events_seen']:,} events applied and "
                    f"{e['worker_recs_per_s']:,.0f} recommendations/s published (per-user rate limit); "
                    f"event→recommendation latency at {config.rate:,.0f} ev/s offered: p50 {e['latency_p50_ms']:.1f} ms, "
                    f"p99 {e['latency_p99_ms']:.1f} ms scored, p50 {e['delivered_p50_ms']:.1f} ms, "

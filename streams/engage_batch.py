@@ -1,5 +1,5 @@
-"""The batch engagement engine (``RIPPLE_ENGAGE_ENGINE=batch``): the engagement topics read with
-a plain aiokafka consumer in ``getmany`` batches instead of Faust's per-message streams.
+"""The engagement engine: the engagement topics read with a plain aiokafka consumer in
+``getmany`` batches instead of Faust's per-message streams.
 
 Faust's consumer, stream and producer machinery costs a few hundred µs per message on a small
 machine (``ripple bench`` measures a bare Faust agent next to the worker); this engine pays the
@@ -20,11 +20,16 @@ profiles changelog (compacted, partition = input partition), wait for those, com
 offsets.  Batches finish in order, and at
 most two are unfinished at a time.  A crash anywhere replays the uncommitted records, and the
 positions stored in each profile make a replayed record a no-op: profile state is applied
-exactly once, recommendations at least once.  Kafka transactions are not used, so
-``exactly_once`` is refused with this engine.
+exactly once, recommendations at least once.
 
-State: on assignment, the assigned partitions' profiles are read back from the changelog (the
-same ``<app_id>-profiles-changelog`` the Faust table uses, so switching engines keeps state); on
+With ``processing_guarantee=exactly_once`` a batch instead ends in one Kafka transaction per
+partition number (:mod:`streams.transactions`): its recommendations, dead letters, profile
+changelog records and input offsets commit together, so ``read_committed`` readers see each
+batch's messages once.  Batches then finish one at a time, and scoring stays in the worker (a
+forked child's messages would have to join a transaction that the next batch may already need).
+
+State: on assignment, the assigned partitions' profiles are read back from the compacted
+``<app_id>-profiles-changelog`` (``read_committed``); on
 revocation the unfinished batches finish and commit first (the same lock), then those profiles
 are dropped.  The engagement topics are assigned with the range assignor, so one worker owns a
 partition number of every engagement topic, as the profiles are keyed.
@@ -37,6 +42,8 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+
+from collections import defaultdict
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -54,6 +61,7 @@ from streams.client import latest_values
 from streams.forked import ForkedRanker, ForkFailed
 from streams.forked import available as forked_available
 from streams.security import kafka_client_kwargs
+from streams.transactions import Outgoing, PartitionBatch, PartitionTransactions, TransactionFailed
 
 log = logging.getLogger("ripple.worker")
 
@@ -89,10 +97,15 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.producer: AIOKafkaProducer | None = None
         self.batches = 0
         self.committed: dict[TopicPartition, int] = {}  # next offset to read, as committed
+        self.position: dict[TopicPartition, int] = {}  # next offset to fold; records before it are re-deliveries
         self.ready: set[int] = set()  # partitions whose profiles have been read back
         self.finishing: asyncio.Future | None = None  # the newest batch's _finish (each awaits the one before)
         self.before: asyncio.Future | None = None  # the _finish of the batch before it
-        self.ranker = ForkedRanker(rt.recommender) if s.engage_fork_min_users and forked_available() else None
+        self.exactly_once = s.processing_guarantee == "exactly_once"
+        self.transactions = PartitionTransactions(s.broker, s.app_id, consumer_group(s), kafka_client_kwargs(s)) \
+            if self.exactly_once else None
+        fork = s.engage_fork_min_users and forked_available() and not self.exactly_once
+        self.ranker = ForkedRanker(rt.recommender) if fork else None
         self.ranking: asyncio.Future | None = None  # the newest child's result
         self.unsent: asyncio.Future | None = None  # the _finish that sends the newest child's messages
 
@@ -111,6 +124,7 @@ class EngagementEngine(ConsumerRebalanceListener):
             bootstrap_servers=s.broker, group_id=consumer_group(rt.settings), enable_auto_commit=False, auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,), max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=int(s.session_timeout_s * 1000),
+            isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
             heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000), **auth)
         await self.producer.start()
         try:
@@ -129,6 +143,8 @@ class EngagementEngine(ConsumerRebalanceListener):
                     await self.consumer.stop()  # leaves the group; everything processed was committed
                 finally:
                     await self.producer.stop()
+                    if self.transactions is not None:
+                        await self.transactions.stop()
                     if self.ranker is not None:
                         self.ranker.close()
 
@@ -142,9 +158,9 @@ class EngagementEngine(ConsumerRebalanceListener):
             self.finishing.result()  # a failed finish (the broker refused our writes) stops the engine
         dirty: dict[str, int] = {}  # user → partition of profiles changed in this batch
         publish: dict[str, None] = {}  # users to score, in order: owed from earlier batches first
-        deadletters: list[dict] = []
+        deadletters: list[tuple[dict, int]] = []  # (document, partition read from)
         tombstones: list[tuple[str, int]] = []
-        batch = self._restored_only(batch)
+        batch = self._unseen(self._restored_only(batch))
         if batch and not self.batches:  # ripple bench times a drain from this line (streams/bench.py)
             log.info("engage: first batch of %d records at %.6f (unix time)", sum(map(len, batch.values())), time.time())
         with metrics.observe_latency("engage"):
@@ -156,24 +172,32 @@ class EngagementEngine(ConsumerRebalanceListener):
                     ev = rt.at_edge(decode(topic, r.value, default_ts=(r.timestamp / 1000.0) or now, **rt.decode_limits))
                     if isinstance(ev, Rejected):
                         metrics.record_consumed(topic, "invalid")
-                        deadletters.append(rt.dead_letter_doc(r, r.value, ev.reason))
+                        deadletters.append((rt.dead_letter_doc(r, r.value, ev.reason), r.partition))
                         continue
                     metrics.record_consumed(topic, "follow" if isinstance(ev, Follow) else ev.kind)
                     try:
                         self._fold_one(ev, r, dirty, publish, tombstones, now)
                     except Exception as exc:  # never crash the worker on one event
                         log.exception("processing failed for %s[%d]@%d", r.topic, r.partition, r.offset)
-                        deadletters.append(rt.dead_letter_doc(r, r.value, f"processing error: {type(exc).__name__}: {exc}"[:300]))
-            sends, forked = await self._recommend(list(publish), dirty)
-            sends += [self.producer.send(rt.settings.topic("dead-letter"), wire.dumps(d)) for d in deadletters]
-            if self.unsent is not None and not self.unsent.done():  # a child's messages go first (same users)
-                late, outputs = sends, []
-            else:
-                late, outputs = [], [await send for send in sends]  # enqueued in order; futures of their acks
+                        reason = f"processing error: {type(exc).__name__}: {exc}"[:300]
+                        deadletters.append((rt.dead_letter_doc(r, r.value, reason), r.partition))
+            outgoing, forked = await self._recommend(list(publish), dirty)  # (home partition, message)
+            dead_letter_topic = rt.settings.topic("dead-letter")
+            outgoing += [(p, Outgoing(dead_letter_topic, wire.dumps(d))) for d, p in deadletters]
             # the profiles as they are now (the next batch changes them while this one finishes)
             saves = [(u.encode(), wire.dumps(self.profiles[u].to_dict()), p) for u, p in dirty.items()]
             saves += [(u.encode(), None, p) for u, p in tombstones]
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        self.position.update(offsets)
+        if self.transactions is not None:
+            await self._commit_transactions(outgoing, saves, offsets)
+            self.batches += bool(batch)
+            return
+        sends = [self.producer.send(m.topic, m.value, key=m.key) for _, m in outgoing]
+        if self.unsent is not None and not self.unsent.done():  # a child's messages go first (same users)
+            late, outputs = sends, []
+        else:
+            late, outputs = [], [await send for send in sends]  # enqueued in order; futures of their acks
         if outputs or late or saves or offsets or forked:
             if self.finishing is not None and self.before is not None and not self.before.done():
                 await asyncio.wait([self.before])  # at most two batches unfinished: the broker sets the pace
@@ -205,6 +229,36 @@ class EngagementEngine(ConsumerRebalanceListener):
         if offsets:
             await self._commit(offsets)
 
+    async def _commit_transactions(self, outgoing: list, saves: list, offsets: dict) -> None:
+        """``exactly_once``: the batch's messages, profile records and offsets, one transaction per
+        partition number.  A partition whose transaction failed loses this batch's effects on its
+        profiles (they are read back from the changelog, and its records are read again from the
+        committed offsets), or, when another worker fenced it, the partition itself."""
+        batches: dict[int, PartitionBatch] = defaultdict(PartitionBatch)
+        for home, message in outgoing:
+            batches[home].messages.append(message)
+        changelog = changelog_topic(self.rt)
+        for key, value, p in saves:
+            batches[p].messages.append(Outgoing(changelog, value, key, p))
+        for tp, offset in offsets.items():
+            batches[tp.partition].offsets[tp] = offset
+        failed = await self.transactions.commit(batches)
+        lost = {f.partition for f in failed}
+        self.committed.update({tp: o for tp, o in offsets.items() if tp.partition not in lost})
+        for failure in failed:
+            await self._transaction_failed(failure)
+
+    async def _transaction_failed(self, failure: TransactionFailed) -> None:
+        p = failure.partition
+        self._drop_partitions({p})
+        if failure.fenced:  # another worker owns p now: stop writing for it; the rebalance takes it away
+            log.warning("engage: partition %d was fenced by another worker; its state is dropped", p)
+            await self.transactions.stop([p])
+            return
+        log.warning("engage: the transaction of partition %d was aborted (%s); reading its state back",
+                    p, type(failure.cause).__name__)
+        await self._assign({p})
+
     async def settled(self) -> None:
         """Wait until every processed batch has finished (outputs, profiles and offsets written)."""
         if self.finishing is not None:
@@ -224,6 +278,16 @@ class EngagementEngine(ConsumerRebalanceListener):
                     self.consumer.seek(tp, records[0].offset)
                 except Exception:  # no longer assigned: its next owner reads it from the committed offset
                     pass
+        return out
+
+    def _unseen(self, batch: dict) -> dict:
+        """``batch`` without records before each partition's :attr:`position`: a fetch that was
+        under way when :meth:`_seek_committed` moved the partition delivers them twice."""
+        out = {}
+        for tp, records in batch.items():
+            start = self.position.get(tp)
+            out[tp] = records if start is None or not records or records[0].offset >= start \
+                else [r for r in records if r.offset >= start]
         return out
 
     def _fold_one(self, ev, r, dirty: dict, publish: set, tombstones: list, now: float) -> None:
@@ -259,7 +323,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         are due (its share sized by the ranker from the time scoring takes per user), else here,
         ``SCORING_CHUNK`` at a time (one similarity matrix product each), queueing their messages.
         Users left over are owed a message and come first in the next batch, with their newest
-        state.  Returns the queued sends, or the child to collect."""
+        state.  Returns the messages (each with its user's partition), or the child to collect."""
         rt = self.rt
         budget = rt.settings.engage_rec_budget_s
         if self.ranker is not None and self.ranker.usable and len(users) >= rt.settings.engage_fork_min_users:
@@ -278,7 +342,7 @@ class EngagementEngine(ConsumerRebalanceListener):
             docs = rt.recommender.recommendations(profiles)
             for user, doc in zip(chunk, docs):
                 rt.rec_clock.published(user, "engage")
-                sends.append(self.producer.send(topic, wire.dumps(doc), key=user.encode()))
+                sends.append((self.partition_of[user], Outgoing(topic, wire.dumps(doc), user.encode())))
             self._count(len(docs))
         if self.ranker is not None:
             self.ranker.observe(time.perf_counter() - t0, len(sends))
@@ -380,15 +444,22 @@ class EngagementEngine(ConsumerRebalanceListener):
         async with self.lock:  # the batch in flight finishes and commits first
             await self.settled()
             gone = {tp.partition for tp in revoked}
-            for user in [u for u, p in self.partition_of.items() if p in gone]:
-                self.profiles.pop(user, None)
-                self.partition_of.pop(user, None)
-            for tp in revoked:
-                self.committed.pop(tp, None)
-            self.ready -= gone
-            for p in gone:
-                for user in self.index.keys(p):
-                    self.index.discard(p, user)
+            self._drop_partitions(gone)
+            if self.transactions is not None:
+                await self.transactions.stop(gone)
+
+    def _drop_partitions(self, gone: set[int]) -> None:
+        """Forget the profiles, positions and readiness of partition numbers ``gone``."""
+        for user in [u for u, p in self.partition_of.items() if p in gone]:
+            self.profiles.pop(user, None)
+            self.partition_of.pop(user, None)
+        for positions in (self.committed, self.position):
+            for tp in [tp for tp in positions if tp.partition in gone]:
+                positions.pop(tp, None)
+        self.ready -= gone
+        for p in gone:
+            for user in self.index.keys(p):
+                self.index.discard(p, user)
 
     async def on_partitions_assigned(self, assigned) -> None:
         async with self.lock:  # no batch is folded while profiles are being read back
@@ -399,6 +470,9 @@ class EngagementEngine(ConsumerRebalanceListener):
         if not parts:
             return
         t0 = time.perf_counter()
+        if self.transactions is not None:  # fence the previous owner (its open transaction is aborted) ...
+            await self.transactions.start(parts)
+            await self._seek_committed(parts)  # ... then read from what it committed
         restored = await self._restore(parts)
         now = time.time()
         for profile in sorted(restored, key=lambda p: p.last_ts):  # oldest activity first, as the index expects
@@ -412,6 +486,18 @@ class EngagementEngine(ConsumerRebalanceListener):
         owed = self.rt.recommender.resume(p for p in restored if p.user_id in self.profiles)
         log.info("engage: restored %d profiles of partitions %s in %.1f s; %d owed a recommendation",
                  len(restored), parts, time.perf_counter() - t0, owed)
+
+    async def _seek_committed(self, parts: list[int]) -> None:
+        """Position the engagement topics' partitions ``parts`` at their committed offsets (the
+        first offset when none is committed), read after the previous owner was fenced."""
+        for tp in [tp for tp in self.consumer.assignment() if tp.partition in parts]:
+            offset = await self.consumer.committed(tp)
+            if offset is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset)
+            self.position[tp] = await self.consumer.position(tp)
+            self.committed.pop(tp, None)
 
     async def _restore(self, parts: list[int]) -> list[UserProfile]:
         """The newest profile of every user in changelog ``parts`` (tombstones honoured)."""

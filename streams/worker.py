@@ -32,10 +32,10 @@ async def ensure_topics(settings: Settings) -> None:
     names = all_topics(settings)
     auth = security.kafka_client_kwargs(settings)
     await create_topics(settings.broker, names, settings.partitions, settings.replication_factor, **auth)
-    if settings.engage_engine == "batch":  # the engine's profiles changelog: Faust does not create it then
-        await create_topics(settings.broker, [f"{settings.app_id}-profiles-changelog"], settings.partitions,
-                            settings.replication_factor, configs={"cleanup.policy": "compact"}, **auth)
-    # Faust creates the table changelogs itself; if they already exist they must match too
+    # the engagement engine's profiles changelog (Faust creates the posts table's itself)
+    await create_topics(settings.broker, [f"{settings.app_id}-profiles-changelog"], settings.partitions,
+                        settings.replication_factor, configs={"cleanup.policy": "compact"}, **auth)
+    # the changelogs, if they already exist, must match too
     changelogs = [f"{settings.app_id}-{table}-changelog" for table in TABLES]
     counts = await partition_counts(settings.broker, names + changelogs, **auth)
     wrong = {t: n for t, n in counts.items() if n != settings.partitions}

@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from processors.events import validate
 from ripple.settings import Settings
+from streams.engage_batch import consumer_group
 from streams.worker import ensure_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
@@ -389,8 +390,8 @@ def user_positions(bootstrap: str, settings: Settings, users, **client_kwargs) -
 
 
 def engagement_group(settings: Settings) -> str:
-    """The consumer group that commits the engagement topics' offsets (the Faust app's, or the batch engine's)."""
-    return settings.app_id if settings.engage_engine == "faust" else f"{settings.app_id}-engage"
+    """The consumer group that commits the engagement topics' offsets (the engagement engine's)."""
+    return consumer_group(settings)
 
 
 async def group_offsets(bootstrap: str, settings: Settings, **client_kwargs) -> dict[str, int]:
@@ -563,16 +564,14 @@ def run_with_fault(bootstrap: str, settings: Settings, spawn, stream: Stream, fa
 # (a) kill -9 a worker mid-stream, restart it
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("guarantee,engine,fork_min", [("at_least_once", "faust", 0), ("exactly_once", "faust", 0),
-                                                       ("at_least_once", "batch", 128), ("at_least_once", "batch", 1)],
-                         ids=["at_least_once", "exactly_once", "batch_engine", "batch_engine_forked"])
-def test_worker_killed_mid_stream_and_restarted(bootstrap, ripple_home, onnx_model, workers, guarantee, engine,
-                                                fork_min):
-    """``batch_engine_forked``: every batch is scored in a forked child, so the kill may land while
-    one runs (the child then exits on its own: the worker's end of its pipe is gone)."""
-    settings = base_settings(bootstrap, ripple_home, processing_guarantee=guarantee, engage_engine=engine,
-                             engage_fork_min_users=fork_min)
-    env = dict(FAST_GROUP_ENV, PROCESSING_GUARANTEE=guarantee)  # Faust's own variable; RIPPLE_ one after the patch
+@pytest.mark.parametrize("guarantee,fork_min", [("at_least_once", 128), ("at_least_once", 1), ("exactly_once", 128)],
+                         ids=["at_least_once", "at_least_once_forked", "exactly_once"])
+def test_worker_killed_mid_stream_and_restarted(bootstrap, ripple_home, onnx_model, workers, guarantee, fork_min):
+    """``at_least_once_forked``: every batch is scored in a forked child, so the kill may land while
+    one runs (the child then exits on its own: the worker's end of its pipe is gone).
+    ``exactly_once``: a ``read_committed`` reader sees every profile version's message once."""
+    settings = base_settings(bootstrap, ripple_home, processing_guarantee=guarantee, engage_fork_min_users=fork_min)
+    env = dict(FAST_GROUP_ENV, PROCESSING_GUARANTEE=guarantee)  # Faust reads its own variable too
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     stream = make_stream(users=12, per_user=25)
 
@@ -593,24 +592,23 @@ def test_worker_killed_mid_stream_and_restarted(bootstrap, ripple_home, onnx_mod
     figs["first_rec_after_restart_s"] = first_output_after(msgs, figs.pop("t_restart"))
     figs["reflected_before_kill"] = reflected_before(msgs, figs["t_kill"])
     figs["output_gap_after_kill_s"] = first_output_after(msgs, figs.pop("t_kill"))
-    if guarantee == "exactly_once":  # what a read_uncommitted consumer would also have seen
-        everything = read_json(bootstrap, settings.topic("recommendations"))
+    assert 0 < figs["reflected_before_kill"] < len(stream.engagements), "the kill did not land mid-stream"
+    if guarantee == "exactly_once":
+        everything = read_json(bootstrap, settings.topic("recommendations"))  # what read_uncommitted also sees
         figs["uncommitted_view_recs"] = len(everything)
         figs["uncommitted_view_repeated_versions"] = output_stats(everything).repeated_versions
-    assert 0 < figs["reflected_before_kill"] < len(stream.engagements), "the kill did not land mid-stream"
+        assert (figs["duplicate_rec_ids"], figs["repeated_versions"], figs["regressions"]) == (0, 0, 0), figs
     if fork_min == 1:  # both workers scored in children, and no child failed
         assert all("scored in a forked child" in w.log_text() for w in logs)
         assert not any("scoring in the worker instead" in w.log_text() for w in logs)
-    report(f"worker kill -9 ({guarantee}, {engine} engine{', forked scoring' if engine == 'batch' and fork_min == 1 else ''})",
-           **figs)
+    report(f"worker kill -9 ({guarantee}{', forked scoring' if fork_min == 1 else ''})", **figs)
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("engine", ["faust", "batch"])
-def test_worker_killed_inside_a_throttle_interval(bootstrap, ripple_home, onnx_model, workers, engine):
+def test_worker_killed_inside_a_throttle_interval(bootstrap, ripple_home, onnx_model, workers):
     """The newest state of a profile is applied and committed, but its (deferred) recommendation is
     not sent yet when the worker dies: the restarted worker must send it without any new input."""
-    settings = base_settings(bootstrap, ripple_home, rec_min_interval_s=10.0, engage_engine=engine)
+    settings = base_settings(bootstrap, ripple_home, rec_min_interval_s=10.0)
     stream = make_stream(users=6, per_user=4)
     asyncio.run(ensure_topics(settings))
     worker = workers(settings, **FAST_GROUP_ENV)
@@ -650,7 +648,7 @@ def test_worker_killed_inside_a_throttle_interval(bootstrap, ripple_home, onnx_m
     msgs, waited = wait_recommendations(bootstrap, settings, expected, timeout_s=60)
     assert latest_counts(msgs, expected) == expected, f"unsent states were not published after the restart: " \
         f"{latest_counts(msgs, expected)} != {expected}"
-    report(f"worker kill -9 inside a throttle interval ({engine} engine)", unsent_at_kill=len(unsent),
+    report("worker kill -9 inside a throttle interval", unsent_at_kill=len(unsent),
            sent_after_restart_s=first_output_after(msgs, t_restart))
 
 

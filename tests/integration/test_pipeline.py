@@ -73,12 +73,13 @@ def latest_for(bootstrap, topic, expected: dict[str, int], timeout_s=90.0) -> di
     return latest
 
 
-@pytest.mark.parametrize("engine,fork_min", [("faust", 0), ("batch", 128), ("batch", 1)],
-                         ids=["faust", "batch", "batch_forked"])
-def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_factory, engine, fork_min, tmp_path):
-    """``batch_forked``: every batch's recommendations are scored in a forked child (streams/forked.py)."""
+@pytest.mark.parametrize("guarantee,fork_min", [("at_least_once", 128), ("at_least_once", 1), ("exactly_once", 128)],
+                         ids=["at_least_once", "at_least_once_forked", "exactly_once"])
+def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_factory, guarantee, fork_min, tmp_path):
+    """``at_least_once_forked``: every batch's recommendations are scored in a forked child
+    (streams/forked.py); ``exactly_once``: every batch commits in Kafka transactions."""
     started = time.time()
-    settings, worker = worker_factory(engage_engine=engine, engage_fork_min_users=fork_min)
+    settings, worker = worker_factory(processing_guarantee=guarantee, engage_fork_min_users=fork_min)
     t = settings.topic
     asyncio.run(produce(bootstrap, scripted_posts(), settings.topic_prefix))
     bad = asyncio.run(send_raw(bootstrap, t("likes"), b"u1", b'{"schema_version": 1, "user_id": "u1"'))
@@ -106,15 +107,15 @@ def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_fac
     assert d["reason"].startswith("invalid JSON") and d["raw"].startswith('{"schema_version": 1')
     assert validate("dead_letter", {k: v for k, v in d.items() if k != "_meta"}) is None
 
-    if engine == "batch":  # ripple bench times the engine's drain from its first-batch log line
-        first = _engine_start(tmp_path / "worker-0.log", after=started)
-        assert first is not None and started <= first <= time.time()
-        forked = "scored in a forked child" in (tmp_path / "worker-0.log").read_text()
-        assert forked == (fork_min == 1)
+    # ripple bench times the engine's drain from its first-batch log line
+    first = _engine_start(tmp_path / "worker-0.log", after=started)
+    assert first is not None and started <= first <= time.time()
+    forked = "scored in a forked child" in (tmp_path / "worker-0.log").read_text()
+    assert forked == (fork_min == 1 and guarantee == "at_least_once")
 
     # restart: a new worker process of the same app recovers profiles and catalog from changelogs
     assert stop_worker(worker) == 0
-    worker_factory(app_id=settings.app_id, engage_engine=engine, engage_fork_min_users=fork_min)
+    worker_factory(app_id=settings.app_id, processing_guarantee=guarantee, engage_fork_min_users=fork_min)
     like = engagement("likes", "u1", "r4")
     sent = asyncio.run(send_raw(bootstrap, t("likes"), b"u1", json.dumps(like["value"]).encode()))
     try:
@@ -136,10 +137,10 @@ def _metric(port: int, name: str) -> float:
     return values[0]
 
 
-def test_batch_engine_scoring_budget_puts_users_off_and_catches_up(bootstrap, worker_factory, metrics_port):
+def test_scoring_budget_puts_users_off_and_catches_up(bootstrap, worker_factory, metrics_port):
     """With a scoring budget spent by the first 64 users of a batch, the rest are put off to the
     next batches (and counted), yet every user still gets a recommendation with their newest state."""
-    settings, worker = worker_factory(engage_engine="batch", engage_rec_budget_s=1e-6)
+    settings, worker = worker_factory(engage_rec_budget_s=1e-6)
     asyncio.run(produce(bootstrap, scripted_posts(), settings.topic_prefix))
     asyncio.run(produce(bootstrap, [engagement("likes", "warm", "r1")], settings.topic_prefix))
     latest_for(bootstrap, settings.topic("recommendations"), {"warm": 1})  # the posts are embedded
@@ -149,7 +150,7 @@ def test_batch_engine_scoring_budget_puts_users_off_and_catches_up(bootstrap, wo
     users = {f"b{i}": 2 for i in range(200)}
     asyncio.run(produce(bootstrap, [engagement("likes", u, p) for u in users for p in ("r2", "c1")],
                         settings.topic_prefix))
-    worker_factory(app_id=settings.app_id, engage_engine="batch", engage_rec_budget_s=1e-6)
+    worker_factory(app_id=settings.app_id, engage_rec_budget_s=1e-6)
     latest = latest_for(bootstrap, settings.topic("recommendations"), users, timeout_s=120)
     assert all(latest[u]["items"] for u in users)
     assert _metric(metrics_port, "ripple_recommendations_deferred_total") > 0, "the budget never put anyone off"
