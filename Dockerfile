@@ -23,6 +23,8 @@ COPY ripple ./ripple
 COPY streams ./streams
 COPY processors ./processors
 COPY models ./models
+# devtools: `ripple broker` and `ripple bench` (the worker never imports it)
+COPY devtools ./devtools
 RUN pip install --no-deps . && rm -rf /build
 
 USER ripple

@@ -9,9 +9,9 @@ from ripple.settings import Settings
 
 
 def bench_command(settings: Settings, args, *, broker_given: bool) -> int:
+    from devtools.bench import BenchConfig, format_results, run_bench
+    from devtools.local_kafka import LocalKafka
     from models.embedder import ensure_model
-    from streams.bench import BenchConfig, format_results, run_bench
-    from streams.broker import LocalKafka
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     config = BenchConfig(events=args.events, users=args.users, posts=args.posts, rate=args.rate,

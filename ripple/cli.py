@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(settings, users=args.users, show=args.show, timeout_s=args.timeout)
     elif args.command == "broker":
-        from streams.broker import serve_forever
+        from devtools.local_kafka import serve_forever
 
         serve_forever(settings.home, port=args.port)
     elif args.command == "produce-sample":

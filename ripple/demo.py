@@ -71,8 +71,8 @@ def latest_per_user(messages: list[dict]) -> dict[str, dict]:
 
 
 def run_demo(settings: Settings, users: int = 20, show: int = 3, timeout_s: float = 180.0) -> int:
+    from devtools.local_kafka import LocalKafka
     from models.embedder import ensure_model
-    from streams.broker import LocalKafka
     from streams.client import consume, produce, run
     from streams.security import kafka_client_kwargs
 
@@ -87,7 +87,7 @@ def run_demo(settings: Settings, users: int = 20, show: int = 3, timeout_s: floa
                                         "rec_min_interval_s": 0.5, "security_protocol": "PLAINTEXT"})
         auth = kafka_client_kwargs(s)  # the demo's own broker listens in PLAINTEXT
         reveal = _revealer(s, stream)
-        from streams.worker import ensure_topics
+        from streams.topics import ensure_topics
 
         run(ensure_topics(s))
         _say(f"broker ready at {kafka.bootstrap}; starting a worker (log: {s.home / 'demo' / 'worker.log'})")

@@ -1,7 +1,7 @@
 """Faust agents and timers: posts → catalog, comments → suggested replies, lag sampling.
 
 Each stays thin: decode → call a processor → send → record a metric.  The engagement topics
-are consumed by :mod:`streams.engage_batch`, not by a Faust agent."""
+are consumed by :mod:`streams.engagement_engine`, not by a Faust agent."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from streams.security import kafka_client_kwargs
 log = logging.getLogger("ripple.worker")
 
 
-def register(rt: Runtime) -> None:
+def register(rt: Runtime, engine_lags=None) -> None:
+    """The Faust agents and timers on ``rt.app``; ``engine_lags()`` gives the engagement
+    engine's lag per partition, sampled with Faust's own."""
     s = rt.settings
     app = rt.app
 
@@ -52,19 +54,14 @@ def register(rt: Runtime) -> None:
                         await rt.reject(event, f"processing error: {type(exc).__name__}")
                     continue
                 rt.remember_posts(valid, vectors, partitions)
-                rt.stats["posts"] += len(valid)
 
     @app.on_partitions_revoked.connect
     async def forget_expected_offsets(sender, revoked, **kwargs):
         rt.expected_offsets.clear()  # the next assignment starts wherever the group committed
 
-    from streams import engage_batch
-
-    engine = engage_batch.register(rt)
-
     @app.timer(interval=5.0, name="sample_consumer_lag")
     async def sample_consumer_lag():
-        await metrics.sample_lag(app, rename=rt.logical, extra=engine.lags)
+        await metrics.sample_lag(app, rename=rt.logical, extra=engine_lags)
 
     if rt.replies is not None:
         _register_replies(rt)
@@ -121,9 +118,9 @@ async def _skipped_before(rt: Runtime, event, agent: str) -> list[_Refetched]:
     except Exception as exc:  # the broker is away: say what is not re-read, never crash the agent
         log.error("could not re-read %s[%d]@%d..%d (%s); those records are not applied",
                   msg.topic, msg.partition, expected, msg.offset - 1, type(exc).__name__)
-        rt.stats["refetch_failed"] = rt.stats.get("refetch_failed", 0) + msg.offset - expected
+        metrics.record_skipped("lost", msg.offset - expected)
         return []
-    rt.stats["refetched"] = rt.stats.get("refetched", 0) + len(records)
+    metrics.record_skipped("refetched", len(records))
     return [_Refetched(SimpleNamespace(topic=r.topic, partition=r.partition, offset=r.offset,
                                        timestamp=r.timestamp / 1000.0), r.value) for r in records]
 

@@ -19,7 +19,6 @@ import faust
 import numpy as np
 
 from processors.events import INPUT_TOPICS, Post, dead_letter
-from processors.folding import Folded
 from processors.privacy import Pseudonymizer, redact_dead_letter
 from processors.protocols import Embedder
 from processors.recommender import Recommender
@@ -61,8 +60,6 @@ class Runtime:
     topics: dict[str, faust.TopicT]
     posts: faust.Table
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="ripple-embed"))
-    stats: dict = field(default_factory=lambda: dict.fromkeys(
-        ("posts", "engagements", "replayed", "dead_letters", "recommendations", "suggestions"), 0))
     rec_clock: metrics.RecommendationClock = field(default_factory=metrics.RecommendationClock)
     catalog_loaded: bool = False
     #: next offset each agent expects per input partition (agent, topic, partition), since the last assignment
@@ -144,31 +141,12 @@ class Runtime:
                           now=time.time(), max_raw=self.settings.dead_letter_raw_bytes)
         if self.pseudonymizer is not None:  # the raw payload holds user ids: keep only its position
             doc = redact_dead_letter(doc)
-        self.stats["dead_letters"] += 1
         category = metrics.record_dead_letter(self.logical(msg.topic), reason)
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, category)
         return doc
 
-    def count_folded(self, done: Folded, msg) -> bool:
-        """Stats, metrics and logs of one :func:`processors.folding.fold`; True if it was applied."""
-        if done.late and done.outcome == "applied":  # out-of-order delivery around a rebalance (faust-streaming #221)
-            self.stats["out_of_order"] = self.stats.get("out_of_order", 0) + 1
-            log.info("applying %s[%d]@%d after a later offset of that partition (out-of-order delivery)",
-                     msg.topic, msg.partition, msg.offset)
-        if done.outcome == "duplicate":  # a producer retry (same event_id at a new offset): applied once, not an error
-            self.stats["duplicates"] = self.stats.get("duplicates", 0) + 1
-            return False
-        if done.outcome == "replay":  # replay after a restart: already in the profile
-            self.stats["replayed"] += 1
-            return False
-        self.stats["engagements"] += 1
-        metrics.record_model_update("profile")
-        metrics.record_model_update("factors", done.factor_updates)
-        return True
-
     async def publish_suggestions(self, doc: dict) -> None:
         await self.topics["suggested-replies"].send(key=doc["recipient_id"].encode(), value=doc)
-        self.stats["suggestions"] += 1
         metrics.record_suggestion()
 
 
@@ -179,9 +157,9 @@ def build_app(
     replies: ReplySuggester | None = None,
     sentiment: SentimentAnalyzer | None = None,
 ) -> Runtime:
-    """The configured Faust app with all agents registered (not started)."""
-    from streams import agents
-
+    """The configured Faust app and the runtime its agents share; the worker registers the
+    agents (:func:`streams.agents.register`) and the engagement engine
+    (:func:`streams.engagement_engine.register`) on it."""
     (settings.home / "worker").mkdir(parents=True, exist_ok=True)
     wire.keep_faust_json_stdlib()  # table keys byte for byte as before orjson was installed
     faust_fixes.apply()
@@ -204,7 +182,6 @@ def build_app(
     metrics.attach_faust_sensors(app)
     topics = {name: app.topic(settings.topic(name), value_serializer="json") for name in OUTPUT_TOPICS}
     topics["posts"] = app.topic(settings.topic("posts"), value_serializer="raw", value_type=bytes)
-    topics["engagements"] = app.topic(*(settings.topic(t) for t in ENGAGEMENT_TOPICS), value_serializer="raw", value_type=bytes)
     topics["comments"] = app.topic(settings.topic("comments"), value_serializer="raw", value_type=bytes)
     rt = Runtime(
         settings=settings, app=app, embedder=embedder, recommender=recommender, replies=replies, sentiment=sentiment,
@@ -212,5 +189,4 @@ def build_app(
         # posts: written and deleted with explicit changelog partitions (Runtime.remember_posts)
         posts=app.Table("posts", default=None, key_type=str),
     )
-    agents.register(rt)
     return rt

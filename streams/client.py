@@ -1,5 +1,6 @@
-"""Plain aiokafka helpers for producers and consumers outside the worker (demo, tests, bench), and
-the batch engine's read-back of its profiles (:func:`latest_values`).
+"""Plain aiokafka helpers for producers and consumers outside the worker (demo, tests, bench), the
+agents' re-read of skipped offsets (:func:`read_offsets`) and the batch engine's read-back of its
+profiles (:func:`latest_values`).  Topic administration is in :mod:`streams.topics`.
 
 Every helper passes ``client_kwargs`` to the aiokafka client as they are: the security settings
 from :func:`streams.security.kafka_client_kwargs` (empty for PLAINTEXT).
@@ -10,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Callable, Iterable
+from typing import Iterable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 
 
 async def produce(bootstrap: str, events: Iterable[dict], prefix: str = "", *, linger_ms: int = 5,
@@ -64,53 +64,6 @@ async def consume(bootstrap: str, topic: str, *, until, timeout_s: float = 60.0,
     return out
 
 
-async def partition_counts(bootstrap: str, names: Iterable[str], **client_kwargs) -> dict[str, int]:
-    """Partition count of each existing topic in ``names`` (missing topics are left out)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs)
-    await admin.start()
-    try:
-        described = await admin.describe_topics(list(names))
-    finally:
-        await admin.close()
-    return {d["topic"]: len(d["partitions"]) for d in described if d.get("error_code", 0) == 0 and d["partitions"]}
-
-
-async def wait_committed(bootstrap: str, group: str, topics: Iterable[str], *, timeout_s: float,
-                         alive: Callable[[], bool] = lambda: True, poll_s: float = 0.5, **client_kwargs) -> bool:
-    """Wait until consumer group ``group`` has committed, on every partition of ``topics``, the
-    end offset that partition had when this was called: everything written so far was processed.
-    False when ``timeout_s`` passes or ``alive()`` turns false first.  It only polls the group's
-    offsets (one request per ``poll_s``), so it takes next to no CPU from what it waits for."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **client_kwargs)
-    await consumer.start()
-    try:
-        counts = await partition_counts(bootstrap, topics, **client_kwargs)
-        ends = await consumer.end_offsets([TopicPartition(t, p) for t, n in counts.items() for p in range(n)])
-    finally:
-        await consumer.stop()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs)
-    await admin.start()
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline and alive():
-            try:
-                got = await admin.list_consumer_group_offsets(group)
-            except KafkaError as exc:  # e.g. no coordinator yet: the group's first commit makes one
-                if not exc.retriable:
-                    raise
-                got = {}
-            if all(end == 0 or (tp in got and got[tp].offset >= end) for tp, end in ends.items()):
-                return True
-            await asyncio.sleep(poll_s)
-    finally:
-        await admin.close()
-    return False
-
-
 def run(coro):
     return asyncio.run(coro)
 
@@ -140,7 +93,7 @@ async def read_offsets(bootstrap: str, topic: str, partition: int, start: int, e
 async def latest_values(bootstrap: str, topic: str, partitions: Iterable[int], **client_kwargs) -> dict[str, bytes | None]:
     """The newest value of every key in ``partitions`` of compacted ``topic``, read from the
     beginning to the end offsets at the start (committed records only; ``None``: a tombstone).
-    Keys are decoded as UTF-8; a JSON string key (as a Faust table writes them) is unquoted."""
+    Keys are decoded as UTF-8 exactly as written (a record without a key is skipped)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 isolation_level="read_committed", **client_kwargs)
     await consumer.start()
@@ -153,8 +106,8 @@ async def latest_values(bootstrap: str, topic: str, partitions: Iterable[int], *
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
                 for r in records:
-                    key = r.key.decode()
-                    latest[json.loads(key) if key.startswith('"') else key] = r.value or None
+                    if r.key is not None:
+                        latest[r.key.decode("utf-8", "replace")] = r.value or None
     finally:
         await consumer.stop()
     return latest

@@ -75,7 +75,11 @@ ONNX_KINDS = ("post", "comment", "reply", "other")
 #: the agents that report processing latency (streams/agents.py)
 AGENTS = ("embed_posts", "engage", "suggest_replies")
 #: the only label names any ``ripple_*`` metric may carry
-ALLOWED_LABELS = frozenset({"topic", "kind", "reason", "agent", "partition"})
+#: what the engagement engine did with a record or profile (``ripple_engine_records``)
+ENGINE_OUTCOMES = ("applied", "replay", "duplicate", "out_of_order", "evicted", "unreadable_profile")
+#: what became of records a Faust agent's stream skipped (``ripple_skipped_records``)
+SKIPPED_OUTCOMES = ("refetched", "lost")
+ALLOWED_LABELS = frozenset({"topic", "kind", "reason", "agent", "partition", "outcome"})
 
 _REASON_PREFIXES = (
     ("invalid json", "invalid_json"),
@@ -136,6 +140,13 @@ CONSUMER_LAG = Gauge(
     ["topic", "partition"], registry=REGISTRY)
 REBALANCES = Counter(
     "ripple_rebalances", "Consumer-group rebalances this worker took part in.", registry=REGISTRY)
+ENGINE_RECORDS = Counter(
+    "ripple_engine_records", "What the engagement engine did, by outcome: records applied, replayed (already in "
+    "the profile), duplicate (a repeated event_id), applied out of order; profiles evicted by the bounds; "
+    "changelog records that are not a profile (skipped on restore).", ["outcome"], registry=REGISTRY)
+SKIPPED_RECORDS = Counter(
+    "ripple_skipped_records", "Records a Faust agent's stream skipped, by outcome: refetched (re-read from the "
+    "broker and processed) or lost (the re-read failed; not processed).", ["outcome"], registry=REGISTRY)
 GC_PAUSE_SECONDS = Histogram(
     "ripple_gc_pause_seconds", "Pauses of Python's cyclic garbage collector in the worker (every generation).",
     buckets=GC_BUCKETS, registry=REGISTRY)
@@ -143,7 +154,8 @@ GC_PAUSE_SECONDS = Histogram(
 #: every Ripple metric, for tests and docs (the ``ripple_faust_*`` ones belong to Faust)
 ALL_METRICS = (EVENTS_CONSUMED, DEAD_LETTERS, PROCESSING_SECONDS, EVENT_TO_RECOMMENDATION_SECONDS,
                RECOMMENDATIONS_PUBLISHED, RECOMMENDATIONS_DEFERRED, SUGGESTIONS_PUBLISHED, MODEL_UPDATES, ONNX_BATCH_SIZE,
-               ONNX_INFERENCE_SECONDS, EMBEDDING_QUEUE_DEPTH, CONSUMER_LAG, REBALANCES, GC_PAUSE_SECONDS)
+               ONNX_INFERENCE_SECONDS, EMBEDDING_QUEUE_DEPTH, CONSUMER_LAG, REBALANCES, ENGINE_RECORDS, SKIPPED_RECORDS,
+               GC_PAUSE_SECONDS)
 
 # Zero-initialise the fixed label combinations so rate()/increase() see the first event.
 for _topic, _kind in INPUT_TOPICS.items():
@@ -156,8 +168,11 @@ for _kind in MODEL_KINDS[:-1]:
 # Histograms too: a series that appears with its first observation hides a worker's first burst
 for _agent_name in AGENTS:
     PROCESSING_SECONDS.labels(agent=_agent_name)
-for _agent_name in ("engage", "flush_deferred"):
-    EVENT_TO_RECOMMENDATION_SECONDS.labels(agent=_agent_name)
+EVENT_TO_RECOMMENDATION_SECONDS.labels(agent="engage")
+for _outcome in ENGINE_OUTCOMES:
+    ENGINE_RECORDS.labels(outcome=_outcome)
+for _outcome in SKIPPED_OUTCOMES:
+    SKIPPED_RECORDS.labels(outcome=_outcome)
 for _kind in ONNX_KINDS[:-1]:
     ONNX_BATCH_SIZE.labels(kind=_kind)
     ONNX_INFERENCE_SECONDS.labels(kind=_kind)
@@ -272,6 +287,21 @@ def record_recommendations_deferred(n: int) -> None:
 def record_suggestion(n: int = 1) -> None:
     """Count published suggested-replies messages."""
     SUGGESTIONS_PUBLISHED.inc(n)
+
+
+def record_engine_outcomes(counts) -> None:
+    """Count the engagement engine's outcomes (``counts``: outcome → n; keys outside
+    :data:`ENGINE_OUTCOMES` are not outcomes and are ignored)."""
+    for outcome in ENGINE_OUTCOMES:
+        n = counts.get(outcome, 0)
+        if n:
+            ENGINE_RECORDS.labels(outcome=outcome).inc(n)
+
+
+def record_skipped(outcome: str, n: int) -> None:
+    """Count ``n`` records a Faust agent's stream skipped, ``refetched`` or ``lost``."""
+    if n > 0:
+        SKIPPED_RECORDS.labels(outcome=_one_of(outcome, SKIPPED_OUTCOMES)).inc(n)
 
 
 def record_model_update(kind: str, n: int = 1) -> None:

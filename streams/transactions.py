@@ -23,7 +23,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
 log = logging.getLogger("ripple.worker")
@@ -66,19 +66,19 @@ def transactional_id(app_id: str, partition: int) -> str:
 
 
 class PartitionTransactions:
-    """One transactional producer per owned partition number (see the module docstring)."""
+    """One transactional producer per owned partition number (see the module docstring), made
+    by ``io`` (:class:`streams.engine_io.KafkaIO` or its in-memory twin)."""
 
-    def __init__(self, bootstrap: str, app_id: str, group_id: str, client_kwargs: dict):
-        self.bootstrap, self.app_id, self.group_id, self.client_kwargs = bootstrap, app_id, group_id, client_kwargs
-        self.producers: dict[int, AIOKafkaProducer] = {}
+    def __init__(self, io, app_id: str, group_id: str):
+        self.io, self.app_id, self.group_id = io, app_id, group_id
+        self.producers: dict[int, object] = {}
 
     async def start(self, partitions) -> None:
         """Start (and so fence the previous owner of) each partition's producer not started yet."""
         new = [p for p in sorted(partitions) if p not in self.producers]
         for p in new:
-            self.producers[p] = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap, transactional_id=transactional_id(self.app_id, p), acks="all",
-                enable_idempotence=True, linger_ms=0, **self.client_kwargs)
+            self.producers[p] = self.io.producer(transactional_id=transactional_id(self.app_id, p), acks="all",
+                                                 enable_idempotence=True, linger_ms=0)
         await asyncio.gather(*(self.producers[p].start() for p in new))
 
     async def stop(self, partitions=None) -> None:

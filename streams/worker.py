@@ -16,34 +16,11 @@ from processors.replies import ReplyConfig, ReplySuggester
 from processors.reply_bank import ResponseBank
 from ripple.settings import Settings
 from streams import gc_tuning, metrics, security
-from streams.app import TABLES, all_topics, build_app
-from streams.broker import create_topics
-from streams.client import partition_counts
+from streams import agents, engagement_engine
+from streams.app import build_app
+from streams.topics import ensure_topics
 
 log = logging.getLogger("ripple.worker")
-
-
-class TopicLayoutError(SystemExit):
-    """Existing topics disagree with RIPPLE_PARTITIONS (tables would not be co-partitioned)."""
-
-
-async def ensure_topics(settings: Settings) -> None:
-    """Create Ripple's topics; fail clearly if existing ones have another partition count."""
-    names = all_topics(settings)
-    auth = security.kafka_client_kwargs(settings)
-    await create_topics(settings.broker, names, settings.partitions, settings.replication_factor, **auth)
-    # the engagement engine's profiles changelog (Faust creates the posts table's itself)
-    await create_topics(settings.broker, [f"{settings.app_id}-profiles-changelog"], settings.partitions,
-                        settings.replication_factor, configs={"cleanup.policy": "compact"}, **auth)
-    # the changelogs, if they already exist, must match too
-    changelogs = [f"{settings.app_id}-{table}-changelog" for table in TABLES]
-    counts = await partition_counts(settings.broker, names + changelogs, **auth)
-    wrong = {t: n for t, n in counts.items() if n != settings.partitions}
-    if wrong:
-        raise TopicLayoutError(
-            f"topics {wrong} do not have RIPPLE_PARTITIONS={settings.partitions} partitions; "
-            "Ripple's tables must be co-partitioned with its inputs. Set RIPPLE_PARTITIONS to match, "
-            "or recreate the topics.")
 
 
 def recommender_for(settings: Settings, dim: int) -> Recommender:
@@ -87,6 +64,8 @@ def run_worker(settings: Settings) -> None:
                          "check RIPPLE_BROKER and RIPPLE_SECURITY_PROTOCOL / RIPPLE_SASL_*") from None
     rt = build_app(settings, embedder, recommender_for(settings, embedder.dim),
                    replies=replies_for(settings, embedder, sentiment), sentiment=sentiment)
+    engine = engagement_engine.register(rt)
+    agents.register(rt, engine_lags=engine.lags)
     worker = faust.Worker(rt.app, loglevel=settings.log_level)
     gc_tuning.tune(settings.gc_threshold)  # start-up done: freeze it out of collections (streams/gc_tuning.py)
     metrics.watch_gc_pauses()

@@ -32,8 +32,8 @@ def _ripple_home() -> Path:
 
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory):
-    """A running ``streams.broker.LocalKafka``; its files stay under pytest's tmp dir for post-mortems."""
-    from streams.broker import LocalKafka
+    """A running ``devtools.local_kafka.LocalKafka``; its files stay under pytest's tmp dir for post-mortems."""
+    from devtools.local_kafka import LocalKafka
 
     kafka = LocalKafka(_ripple_home(), workdir=tmp_path_factory.mktemp("kafka"), partitions=2)
     kafka.start()  # raises BrokerError (with the log tail) on failure: an ERROR, not a skip

@@ -13,7 +13,7 @@ import pytest
 
 from ripple.demo import start_worker, stop_worker
 from ripple.settings import Settings
-from streams.worker import ensure_topics
+from streams.topics import ensure_topics
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from streams.bench import faust_baseline
+from devtools.bench import faust_baseline
 
 pytestmark = pytest.mark.kafka
 
@@ -25,8 +25,9 @@ def test_wait_committed_waits_for_the_groups_offsets_to_reach_the_end(bootstrap)
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.structs import OffsetAndMetadata
 
-    from streams.broker import create_topics
-    from streams.client import produce, wait_committed
+    from streams.topics import create_topics
+    from devtools.bench_kafka import wait_committed
+    from streams.client import produce
 
     topic, group = f"wait-{uuid.uuid4().hex[:6]}", f"g-{uuid.uuid4().hex[:6]}"
 

@@ -9,7 +9,8 @@ import time
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import create_topics, metadata_brokers
+from devtools.local_kafka import metadata_brokers
+from streams.topics import create_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 

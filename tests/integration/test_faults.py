@@ -34,8 +34,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from processors.events import validate
 from ripple.settings import Settings
-from streams.engage_batch import consumer_group
-from streams.worker import ensure_topics
+from streams.engagement_engine import consumer_group
+from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -657,7 +657,7 @@ def test_worker_killed_inside_a_throttle_interval(bootstrap, ripple_home, onnx_m
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture
 def own_broker(ripple_home, tmp_path):
-    from streams.broker import LocalKafka
+    from devtools.local_kafka import LocalKafka
 
     kafka = LocalKafka(ripple_home, workdir=tmp_path / "kafka", partitions=2)
     kafka.start()
@@ -696,7 +696,7 @@ def test_broker_restarted_mid_stream(own_broker, ripple_home, onnx_model, worker
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture
 def cluster(ripple_home, tmp_path):
-    from streams.cluster import KafkaCluster
+    from devtools.cluster import KafkaCluster
 
     c = KafkaCluster(ripple_home, nodes=3, heap="384m", workdir=tmp_path / "cluster", partitions=2)
     c.start()

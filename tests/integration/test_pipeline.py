@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from devtools.bench_timing import engine_start
 from processors.events import validate
 from ripple.demo import stop_worker
-from streams.bench import _engine_start
 from streams.client import consume, produce
 from test_faults import group_offsets  # the engagement group's committed offsets (either engine)
 
@@ -108,7 +108,7 @@ def test_recommendations_dead_letters_and_restart_recovery(bootstrap, worker_fac
     assert validate("dead_letter", {k: v for k, v in d.items() if k != "_meta"}) is None
 
     # ripple bench times the engine's drain from its first-batch log line
-    first = _engine_start(tmp_path / "worker-0.log", after=started)
+    first = engine_start(tmp_path / "worker-0.log", after=started)
     assert first is not None and started <= first <= time.time()
     forked = "scored in a forked child" in (tmp_path / "worker-0.log").read_text()
     assert forked == (fork_min == 1 and guarantee == "at_least_once")

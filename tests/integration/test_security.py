@@ -27,11 +27,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 from test_faults import Worker, base_settings, produce_now, read_topic, wait_recommendations, workers  # noqa: F401
 
+from devtools.local_kafka import LocalKafka
 from processors.events import validate
 from processors.privacy import pseudonym
-from streams.broker import LocalKafka
 from streams.security import kafka_client_kwargs
-from streams.worker import ensure_topics
+from streams.topics import ensure_topics
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(240)]
 

@@ -1,9 +1,10 @@
 """A real Apache Kafka 4.x broker on loopback, fetched from Maven Central and run by Ripple itself.
 
 One JVM is both KRaft controller and broker (``node.id=1``); everything it writes lives in one
-working directory.  ``fetch_kafka`` resolves the jars once with Maven (``streams/kafka/pom.xml``);
+working directory.  :func:`devtools.kafka_dist.fetch_kafka` resolves the jars once with Maven;
 ``LocalKafka`` formats the storage, starts ``kafka.Kafka`` in its own process group and waits until
-the broker answers a Metadata request.  Used by ``ripple broker``, ``ripple demo`` and the tests::
+the broker answers a Metadata request (:func:`metadata_brokers`).  Used by ``ripple broker``,
+``ripple demo``, ``ripple bench`` and the tests (``create_topics``: :mod:`streams.topics`)::
 
     with LocalKafka(home) as kafka:
         asyncio.run(create_topics(kafka.bootstrap, ["posts"], partitions=4))
@@ -15,7 +16,7 @@ Two options serve the reliability and security tests:
   broker then also listens on an ``INTERNAL`` plaintext loopback port (``internal_port``) used for
   inter-broker traffic and the readiness probe only.
 * ``node_id``, ``quorum_voters`` and ``cluster_id`` make the instance one node of a multi-node KRaft
-  cluster (see :mod:`streams.cluster`); ``launch()`` and ``wait_ready()`` split ``start()`` so that
+  cluster (see :mod:`devtools.cluster`); ``launch()`` and ``wait_ready()`` split ``start()`` so that
   every node of a quorum can be launched before any of them is waited for.
 """
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import base64
-import fcntl
 import logging
 import os
 import shutil
@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Iterable
 from xml.sax.saxutils import quoteattr
 
+from devtools.kafka_dist import KAFKA_VERSION, BrokerError, fetch_kafka, find_java
+
 log = logging.getLogger("ripple.broker")
 
-KAFKA_VERSION = "4.1.1"
-POM = Path(__file__).with_name("kafka") / "pom.xml"
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 JVM_OPTS = ("-Xms128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true")
@@ -53,59 +53,6 @@ LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
   <Loggers><Root level="WARN"><AppenderRef ref="file"/></Root></Loggers>
 </Configuration>
 """  # WARN+ only, to <workdir>/kafka.log; nothing to stdout
-
-
-class BrokerError(RuntimeError):
-    """The local broker could not be fetched, started or stopped (message carries the log tail)."""
-
-
-def find_java() -> str:
-    """``$JAVA_HOME/bin/java`` or ``java`` on PATH; Kafka 4 needs Java 17+."""
-    java_home = os.environ.get("JAVA_HOME")
-    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not java or not os.access(java, os.X_OK):
-        raise BrokerError("no Java runtime found: Apache Kafka 4 needs Java 17+ (install a JDK, or set JAVA_HOME)")
-    return java
-
-
-def fetch_kafka(home: Path, version: str = KAFKA_VERSION, *, timeout_s: float = 900.0) -> Path:
-    """Resolve the broker's jars into ``<home>/kafka/<version>/libs`` once; return that folder.
-
-    Runs ``mvn dependency:copy-dependencies`` on the bundled pom; later calls (other processes
-    included: a file lock serialises them) return at once thanks to a marker file.
-    """
-    root = Path(home).expanduser() / "kafka" / version
-    libs, marker = root / "libs", root / ".fetched"
-    if marker.exists():
-        return libs
-    find_java()
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise BrokerError("Maven ('mvn') not found on PATH: it fetches the Kafka jars from Maven Central once")
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if marker.exists():
-            return libs
-        log.info("fetching Apache Kafka %s jars from Maven Central into %s (once; ~20-60 s)", version, libs)
-        shutil.copyfile(POM, root / "pom.xml")
-        partial = root / "libs.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(libs, ignore_errors=True)
-        cmd = [mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(root / "pom.xml"), "dependency:copy-dependencies",
-               "-DincludeScope=runtime", f"-DoutputDirectory={partial}", f"-Dkafka.version={version}"]
-        t0 = time.monotonic()
-        try:
-            done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired as exc:
-            raise BrokerError(f"mvn did not finish fetching Kafka {version} within {timeout_s:.0f} s") from exc
-        if done.returncode != 0 or not (partial / f"kafka_2.13-{version}.jar").exists():
-            out = (done.stdout + done.stderr).strip().splitlines()[-40:]
-            raise BrokerError(f"mvn failed (exit {done.returncode}) fetching Kafka {version}:\n" + "\n".join(out))
-        partial.rename(libs)
-        marker.write_text(f"{version}\n")
-        log.info("fetched %d jars in %.1f s", len(list(libs.glob("*.jar"))), time.monotonic() - t0)
-    return libs
 
 
 def _free_ports(n: int) -> list[int]:
@@ -408,35 +355,6 @@ class LocalKafka:
         return f"LocalKafka({self.version}, port={self.port}, {state}, workdir={str(self.workdir)!r})"
 
 
-async def create_topics(bootstrap: str, names: Iterable[str], partitions: int, replication: int = 1,
-                        *, timeout_s: float = 30.0, configs: dict[str, str] | None = None, **client_kwargs) -> list[str]:
-    """Create topics that do not exist yet; return the names created (existing ones are fine).
-
-    ``configs``: topic configuration of the created topics (e.g. ``{"cleanup.policy": "compact"}``).
-    ``client_kwargs`` go to the admin client as they are (security settings: see
-    :func:`streams.security.kafka_client_kwargs`).
-    """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import for_code
-
-    names = list(dict.fromkeys(names))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
-                                **client_kwargs)
-    await admin.start()
-    try:
-        resp = await admin.create_topics([NewTopic(n, partitions, replication, topic_configs=configs or {}) for n in names],
-                                         timeout_ms=int(timeout_s * 1000))
-    finally:
-        await admin.close()
-    created = []
-    for topic, code, *rest in resp.topic_errors:
-        if code == 0:
-            created.append(topic)
-        elif code != 36:  # TOPIC_ALREADY_EXISTS
-            raise for_code(code)(f"creating topic {topic!r}: {rest[0] if rest else ''}")
-    return created
-
-
 def serve_forever(home: Path, *, port: int = 0, partitions: int = 1, version: str = KAFKA_VERSION) -> None:
     """Run a local broker until Ctrl-C / SIGTERM, printing its bootstrap address."""
     def _terminate(signum, frame):
@@ -462,7 +380,7 @@ def serve_forever(home: Path, *, port: int = 0, partitions: int = 1, version: st
 def main(argv: list[str] | None = None) -> int:
     from ripple.settings import Settings
 
-    parser = argparse.ArgumentParser(prog="python -m streams.broker", description=serve_forever.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.local_kafka", description=serve_forever.__doc__)
     parser.add_argument("--home", type=Path, help="cache root for the jars (default: RIPPLE_HOME or ~/.cache/ripple)")
     parser.add_argument("--port", type=int, default=0, help="listener port (default: a free port)")
     parser.add_argument("--partitions", type=int, default=1, help="num.partitions of auto-created topics")

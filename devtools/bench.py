@@ -14,19 +14,7 @@ written, then embedded by the worker, alone (phase 1); then the worker is stoppe
 are written, and the restarted worker drains them (phase 2), so neither figure is diluted by the
 other and the bench's own producer takes no CPU from the worker.  Outputs are read back once the
 worker (or bare agent) has committed every input offset, so the bench's reader takes none either.
-Throughput ends at the Kafka timestamp of the worker's last output record (the posts table's
-changelog; the profile changelog records that applied an event, i.e. a user's ``events`` count
-grew), so start-up and recovery time are excluded:
-
-* the engagement engine's drain starts when its first batch starts (its log line ``engage: first batch
-  of N records at T``), as the raw aiokafka pass-through's clock starts at its first fetch.  Its
-  first output comes later: a batch's profiles are written only once the broker has acknowledged
-  its recommendations, while the next batch is processed (0.35–0.43 s after the start in five
-  drains of 20,000 events, with 2,000 or more events already processed), so first-to-last
-  changelog timestamps overstated the rate by 19–22 % in three drains timed both ways;
-* elsewhere (post embedding, the bare Faust agents), outputs follow their
-  inputs at once, and the first burst of output, whose items were processed before its
-  timestamp, is left out (:func:`_steady_rate`).
+How a run is timed from its outputs (start-up and recovery left out): :mod:`devtools.bench_timing`.
 """
 
 from __future__ import annotations
@@ -34,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -46,12 +33,13 @@ from pathlib import Path
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from devtools.bench_kafka import produce_fast, read_until, wait_committed
+from devtools.bench_timing import engine_start, per_second, steady_rate
 from processors.sample_data import post_texts
 from ripple.settings import Settings
-from streams.broker import create_topics
-from streams import engage_batch, wire
-from streams.client import partition_counts, wait_committed
+from streams import engagement_engine, wire
 from streams.security import kafka_client_kwargs
+from streams.topics import create_topics, ensure_topics, partition_counts
 
 
 @dataclass
@@ -81,91 +69,11 @@ def _likes(n: int, users: int, posts: int, seed: int = 1) -> list[dict]:
     return out
 
 
-async def _produce_fast(bootstrap: str, events: list[dict], prefix: str, **client_kwargs) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=256 * 1024, **client_kwargs)
-    await producer.start()
-    try:
-        for ev in events:
-            await producer.send(prefix + ev["topic"], json.dumps(ev["value"]).encode(), key=ev["key"].encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def _read_until(bootstrap: str, topic: str, done, timeout_s: float, **client_kwargs) -> list:
-    """Records of ``topic`` from the start until ``done(records)`` holds or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    while not await partition_counts(bootstrap, [topic], **client_kwargs):  # created by the worker; never auto-create it
-        if time.monotonic() > deadline:
-            return []
-        await asyncio.sleep(0.5)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
-                                **client_kwargs)
-    await consumer.start()
-    out: list = []
-    try:
-        while not done(out) and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                out.extend(records)
-    finally:
-        await consumer.stop()
-    return out
-
-
-#: Output records further apart than this (ms) belong to different bursts: the embedding agent
-#: writes each batch's posts in one burst, and embedding the next batch takes longer than this
-BURST_GAP_MS = 5
-
-
-def _steady_rate(points: list[tuple[int, int]], gap_ms: int = BURST_GAP_MS) -> tuple[float, tuple[int, int]]:
-    """Items per second of a worker from its output records, ``(timestamp ms, items applied)``
-    each, and the window (ms) it was measured over.
-
-    For outputs written right after their inputs (post embedding, the bare Faust
-    agents; not the engagement engine's profiles, see the module docstring): a batch's records come in
-    one burst after it was processed, so the first burst's items were processed before the first
-    timestamp, and counted over first to last timestamp they would overstate the rate by the first
-    batch's share (64 of the bench's 2,000 posts).  The rate is the items of the bursts after the
-    first over the time from the end of the first burst to the end of the last: whole
-    process-and-write cycles only.  With a single burst (outputs with no gap over ``gap_ms``, as
-    a per-event agent's) every millisecond counts as a burst.
-
-    >>> rate, window = _steady_rate([(0, 100), (1, 100), (50, 50), (51, 50), (100, 100)])
-    >>> round(rate), window  # the 200 items after the first burst, in the 99 ms after it
-    (2020, (1, 100))
-    >>> round(_steady_rate([(t, 1) for t in range(11)])[0])  # one burst: the items after the first ms
-    1000
-    >>> _steady_rate([(7, 3)])[0]
-    nan
-    """
-    points = sorted(points)
-    ends = [i for i in range(len(points) - 1) if points[i + 1][0] - points[i][0] > gap_ms]
-    if not ends:
-        if gap_ms == 0 or len(points) < 2:
-            return float("nan"), (0, 0)
-        return _steady_rate(points, 0)
-    start, end = points[ends[0]][0], points[-1][0]
-    return _rate(sum(n for _, n in points[ends[0] + 1:]), (end - start) / 1000.0), (start, end)
-
-
-def _rate(n: int, span: float) -> float:
-    """``n`` per second over ``span`` seconds (NaN when the span is unknown or zero)."""
-    return n / span if span == span and span > 0 else float("nan")
-
-
-def _engine_start(log_path: Path, after: float) -> float | None:
-    """When the engagement engine began its first batch (unix time), from the worker's log line
-    ``engage: first batch of N records at T (unix time)``, the first one at or after ``after``."""
-    text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.exists() else ""
-    times = [float(t) for t in re.findall(r"engage: first batch of \d+ records at ([0-9.]+) \(unix time\)", text)]
-    return next((t for t in times if t >= after), None)
-
-
 async def _applied_events(bootstrap: str, changelog: str, expected: int, timeout_s: float,
                           **client_kwargs) -> tuple[int, list[tuple[int, int]]]:
     """Events folded into profiles (the growth of users' ``events`` counts over the changelog
     records; the engagement engine saves a profile once per batch, so one record may carry several)
-    and, per record that grew, its timestamp and growth (for :func:`_steady_rate`)."""
+    and, per record that grew, its timestamp and growth (for :func:`steady_rate`)."""
     points: list[tuple[int, int]] = []
     last: dict[str, int] = {}
     read = applied = 0  # records of the growing list already looked at; events found so far
@@ -182,7 +90,7 @@ async def _applied_events(bootstrap: str, changelog: str, expected: int, timeout
         read = len(records)
         return applied >= expected
 
-    await _read_until(bootstrap, changelog, done, timeout_s, **client_kwargs)
+    await read_until(bootstrap, changelog, done, timeout_s, **client_kwargs)
     return applied, points
 
 
@@ -190,7 +98,7 @@ async def passthrough_baseline(bootstrap: str, n: int, **client_kwargs) -> float
     """Events/s of a raw aiokafka consumer → json.loads → wire.dumps → producer loop (no Faust, no state)."""
     src, dst = f"bench-src-{uuid.uuid4().hex[:6]}", f"bench-dst-{uuid.uuid4().hex[:6]}"
     await create_topics(bootstrap, [src, dst], partitions=4, **client_kwargs)
-    await _produce_fast(bootstrap, [{"topic": src, "key": e["key"], "value": e["value"]} for e in _likes(n, 1000, 100)], "",
+    await produce_fast(bootstrap, [{"topic": src, "key": e["key"], "value": e["value"]} for e in _likes(n, 1000, 100)], "",
                         **client_kwargs)
     consumer = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
                                 **client_kwargs)
@@ -216,7 +124,7 @@ async def passthrough_baseline(bootstrap: str, n: int, **client_kwargs) -> float
 
 async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path, batch: int = 0,
                          timeout_s: float = 600, gc_threshold: int = 0) -> float:
-    """Events/s of a bare Faust agent (:mod:`streams.faust_baseline`) over ``n`` likes written
+    """Events/s of a bare Faust agent (:mod:`devtools.faust_baseline`) over ``n`` likes written
     beforehand: decode → (table write) → send, one event at a time or, with ``batch``, in
     ``stream.take_events(batch)`` micro-batches, with the worker's garbage-collector tuning
     (``gc_threshold``).  Measured like the worker: the output is read back once the agent has
@@ -227,21 +135,21 @@ async def faust_baseline(bootstrap: str, n: int, *, table: bool, log_path: Path,
     tag = uuid.uuid4().hex[:6]
     src, dst = f"bench-fsrc-{tag}", f"bench-fdst-{tag}"
     await create_topics(bootstrap, [src, dst], partitions=4)
-    await _produce_fast(bootstrap, [{"topic": src, "key": e["key"], "value": e["value"]} for e in _likes(n, 1000, 100)], "")
+    await produce_fast(bootstrap, [{"topic": src, "key": e["key"], "value": e["value"]} for e in _likes(n, 1000, 100)], "")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.faust_baseline", bootstrap, f"bench-faust-{tag}", src, dst,
+        proc = subprocess.Popen([sys.executable, "-m", "devtools.faust_baseline", bootstrap, f"bench-faust-{tag}", src, dst,
                                  *(["--table"] if table else []), "--batch", str(batch), "--gc-threshold", str(gc_threshold),
                                  "--datadir", str(log_path.parent / f"faust-{tag}")],
                                 stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:  # read back once everything is processed (as the worker's drain): the reader takes no CPU from it
         await wait_committed(bootstrap, f"bench-faust-{tag}", [src], timeout_s=timeout_s, alive=lambda: proc.poll() is None)
-        got = await _read_until(bootstrap, dst, lambda rs: len(rs) >= n or proc.poll() is not None, 60)
+        got = await read_until(bootstrap, dst, lambda rs: len(rs) >= n or proc.poll() is not None, 60)
     finally:
         stop_worker(proc)
         shutil.rmtree(log_path.parent / f"faust-{tag}", ignore_errors=True)
-    return _steady_rate([(r.timestamp, 1) for r in got])[0] if len(got) >= n else float("nan")
+    return steady_rate([(r.timestamp, 1) for r in got])[0] if len(got) >= n else float("nan")
 
 
 def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
@@ -287,7 +195,6 @@ def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
 def _worker_run(s: Settings, config: BenchConfig, posts: list[dict], say, **auth) -> dict:
     """Pipeline embedding, drain throughput and latency of one worker configured by ``s``."""
     from ripple.demo import start_worker, stop_worker
-    from streams.worker import ensure_topics
 
     b, out = s.broker, {}
     asyncio.run(ensure_topics(s))
@@ -298,36 +205,36 @@ def _worker_run(s: Settings, config: BenchConfig, posts: list[dict], say, **auth
         # in the drain below, the posts are written before the worker starts and read back once it
         # has committed them all, so neither the bench's producer nor its reader takes CPU from it
         say(f"  pipeline embedding: {config.posts} posts, written first, then embedded")
-        asyncio.run(_produce_fast(b, posts, s.topic_prefix, **auth))
+        asyncio.run(produce_fast(b, posts, s.topic_prefix, **auth))
         worker = start_worker(s, log_path)
         asyncio.run(wait_committed(b, s.app_id, [s.topic("posts")], timeout_s=600, alive=lambda: worker.poll() is None,
                                    **auth))
-        got = asyncio.run(_read_until(b, f"{s.app_id}-posts-changelog", lambda rs: len(rs) >= config.posts,
+        got = asyncio.run(read_until(b, f"{s.app_id}-posts-changelog", lambda rs: len(rs) >= config.posts,
                                       timeout_s=60, **auth))
-        out["pipeline_embed_sps"] = _steady_rate([(r.timestamp, 1) for r in got])[0]
+        out["pipeline_embed_sps"] = steady_rate([(r.timestamp, 1) for r in got])[0]
 
         # 2) throughput: the engagements are written while the worker is stopped, then drained by the
         # restarted worker (its catalog rebuilt from the posts table), and read back only once the
         # worker has committed them all
         say(f"  throughput: {config.events} likes from {config.users} users, written first, then drained")
         stop_worker(worker)
-        asyncio.run(_produce_fast(b, _likes(config.events, config.users, config.posts), s.topic_prefix, **auth))
+        asyncio.run(produce_fast(b, _likes(config.events, config.users, config.posts), s.topic_prefix, **auth))
         restarted = time.time()
         worker = start_worker(s, log_path)
-        group = engage_batch.consumer_group(s)
+        group = engagement_engine.consumer_group(s)
         asyncio.run(wait_committed(b, group, [s.topic("likes")], timeout_s=600, alive=lambda: worker.poll() is None, **auth))
         n, points = asyncio.run(_applied_events(b, f"{s.app_id}-profiles-changelog", config.events, timeout_s=60, **auth))
-        start = _engine_start(log_path, after=restarted)
+        start = engine_start(log_path, after=restarted)
         if start is not None and points:  # from the first batch's start to its last profile written
             t0, t1 = int(start * 1000), max(t for t, _ in points)
-            out["worker_eps"] = _rate(n, (t1 - t0) / 1000.0)
+            out["worker_eps"] = per_second(n, (t1 - t0) / 1000.0)
         else:
             say(f"  no 'engage: first batch' line in {log_path}: drain timed from the changelog's bursts")
-            out["worker_eps"], (t0, t1) = _steady_rate(points)
+            out["worker_eps"], (t0, t1) = steady_rate(points)
         out["worker_events_seen"] = n
-        recs = asyncio.run(_read_until(b, s.topic("recommendations"), lambda rs: False, timeout_s=5, **auth))
+        recs = asyncio.run(read_until(b, s.topic("recommendations"), lambda rs: False, timeout_s=5, **auth))
         in_window = sum(1 for r in recs if t0 < r.timestamp <= t1)
-        out["worker_recs_per_s"] = _rate(in_window, (t1 - t0) / 1000.0)
+        out["worker_recs_per_s"] = per_second(in_window, (t1 - t0) / 1000.0)
 
         # 3) latency at a fixed offered rate: every event from a new user → an immediate recommendation
         say(f"  latency: {config.rate:.0f} events/s for {config.latency_seconds:.0f} s (one event per new user)")

@@ -1,4 +1,4 @@
-"""A multi-node Apache Kafka 4.x KRaft cluster on loopback, built from :class:`streams.broker.LocalKafka`.
+"""A multi-node Apache Kafka 4.x KRaft cluster on loopback, built from :class:`devtools.local_kafka.LocalKafka`.
 
 Every node is a combined ``broker,controller`` JVM (``node.id`` 1..n, one static voter set), so
 three nodes give a three-voter quorum and three brokers with a small memory footprint (``heap``
@@ -27,7 +27,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from streams.broker import KAFKA_VERSION, BrokerError, LocalKafka, _free_ports, _random_cluster_id, metadata_brokers
+from devtools.kafka_dist import KAFKA_VERSION, BrokerError
+from devtools.local_kafka import LocalKafka, _free_ports, _random_cluster_id, metadata_brokers
 
 log = logging.getLogger("ripple.cluster")
 
@@ -38,7 +39,7 @@ class KafkaCluster:
     Parameters
     ----------
     home
-        Cache root for the jars (see :func:`streams.broker.fetch_kafka`).
+        Cache root for the jars (see :func:`devtools.kafka_dist.fetch_kafka`).
     nodes
         Number of nodes (1..n); every node is a voter of the controller quorum.
     heap

@@ -1,6 +1,6 @@
 """A bare Faust pass-through worker: the framework's own ceiling, as a baseline for ``ripple bench``.
 
-``python -m streams.faust_baseline BROKER APP_ID SRC DST [--table]`` runs one agent that reads
+``python -m devtools.faust_baseline BROKER APP_ID SRC DST [--table]`` runs one agent that reads
 ``SRC`` event by event (``stream.events()``, as Ripple's ``engage`` agent does), decodes the JSON,
 optionally writes it to a changelog-backed table keyed by ``user_id`` (as Ripple writes a profile
 per event), and sends it to ``DST``.  No models, no profiles, no recommendations: whatever this
@@ -52,7 +52,7 @@ def build(broker: str, app_id: str, src: str, dst: str, *, table: bool, batch: i
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m streams.faust_baseline", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.faust_baseline", description=__doc__.splitlines()[0])
     parser.add_argument("broker")
     parser.add_argument("app_id")
     parser.add_argument("src")

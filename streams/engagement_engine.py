@@ -41,36 +41,23 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
-
 from collections import defaultdict
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
-from processors.eviction import RecencyIndex
-from processors.events import Follow, Rejected, decode
-from processors.folding import fold
+from processors.engagement_step import EngagementStep, FoldedBatch, ProfileStore
+from processors.events import decode
 from processors.profiles import UserProfile
-from processors.recommender import SCORING_CHUNK
 from streams import metrics, wire
 from streams.app import ENGAGEMENT_TOPICS, Runtime
-from streams.client import latest_values
-from streams.forked import ForkedRanker, ForkFailed
-from streams.forked import available as forked_available
-from streams.security import kafka_client_kwargs
+from streams.engine_io import KafkaIO
+from streams.scoring import ScoredInChild, Scoring
 from streams.transactions import Outgoing, PartitionBatch, PartitionTransactions, TransactionFailed
 
 log = logging.getLogger("ripple.worker")
-
-
-@dataclass
-class _Forked:
-    users: list[str]  # scored by the child, in order
-    seen: list[float | None]  # each one's oldest unpublished event time (the event → recommendation latency)
-    result: asyncio.Future  # the child's ``streams.forked.Ranked``
 
 
 def changelog_topic(rt: Runtime) -> str:
@@ -86,46 +73,42 @@ def consumer_group(settings) -> str:
 class EngagementEngine(ConsumerRebalanceListener):
     """Consume, fold, publish, save, commit: one batch at a time (see the module docstring)."""
 
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, io=None):
         self.rt = rt
         s = rt.settings
-        self.profiles: dict[str, UserProfile] = {}
-        self.partition_of: dict[str, int] = {}
-        self.index = RecencyIndex(s.profile_limit, s.profile_ttl_s)
+        self.io = io if io is not None else KafkaIO(s)  # or streams.memory_broker.MemoryIO
+        self.store = ProfileStore(s.profile_limit, s.profile_ttl_s)
+        limits = rt.decode_limits
+        self.step = EngagementStep(
+            rt.recommender, self.store, logical=rt.logical, sentiment=rt.sentiment, dedup_limit=s.dedup_limit,
+            decoder=lambda topic, value, ts: rt.at_edge(decode(topic, value, default_ts=ts, **limits)))
         self.lock = asyncio.Lock()
-        self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
+        self.consumer = None
+        self.producer = None
         self.batches = 0
         self.committed: dict[TopicPartition, int] = {}  # next offset to read, as committed
         self.position: dict[TopicPartition, int] = {}  # next offset to fold; records before it are re-deliveries
-        self.ready: set[int] = set()  # partitions whose profiles have been read back
         self.finishing: asyncio.Future | None = None  # the newest batch's _finish (each awaits the one before)
         self.before: asyncio.Future | None = None  # the _finish of the batch before it
         self.exactly_once = s.processing_guarantee == "exactly_once"
-        self.transactions = PartitionTransactions(s.broker, s.app_id, consumer_group(s), kafka_client_kwargs(s)) \
-            if self.exactly_once else None
-        fork = s.engage_fork_min_users and forked_available() and not self.exactly_once
-        self.ranker = ForkedRanker(rt.recommender) if fork else None
-        self.ranking: asyncio.Future | None = None  # the newest child's result
+        self.transactions = PartitionTransactions(self.io, s.app_id, consumer_group(s)) if self.exactly_once else None
+        fork = bool(s.engage_fork_min_users) and not self.exactly_once
+        self.scoring = Scoring(rt, self.step, fork=fork)
         self.unsent: asyncio.Future | None = None  # the _finish that sends the newest child's messages
 
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
         """Until cancelled (the Faust worker stopping); commits what was processed on the way out."""
-        rt, s = self.rt, self.rt.settings
-        await rt.app.tables.recovery.completed.wait()  # the posts table (the catalog) is recovered first
-        rt.ensure_catalog()
-        auth = kafka_client_kwargs(s)
+        s = self.rt.settings
         # no linger: a batch's messages are enqueued together, before the sender runs, so they are
         # batched anyway, and a linger would only hold every batch's finish (and the next batches) back
-        self.producer = AIOKafkaProducer(bootstrap_servers=s.broker, linger_ms=0, acks="all",
-                                         enable_idempotence=True, **auth)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.broker, group_id=consumer_group(rt.settings), enable_auto_commit=False, auto_offset_reset="earliest",
+        self.producer = self.io.producer(linger_ms=0, acks="all", enable_idempotence=True)
+        self.consumer = self.io.consumer(
+            group_id=consumer_group(s), enable_auto_commit=False, auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,), max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=int(s.session_timeout_s * 1000),
             isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
-            heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000), **auth)
+            heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000))
         await self.producer.start()
         try:
             await self.consumer.start()
@@ -145,8 +128,7 @@ class EngagementEngine(ConsumerRebalanceListener):
                     await self.producer.stop()
                     if self.transactions is not None:
                         await self.transactions.stop()
-                    if self.ranker is not None:
-                        self.ranker.close()
+                    self.scoring.close()
 
     # -- one batch ---------------------------------------------------------------------
     async def process(self, batch: dict) -> None:
@@ -156,38 +138,21 @@ class EngagementEngine(ConsumerRebalanceListener):
         rt = self.rt
         if self.finishing is not None and self.finishing.done():
             self.finishing.result()  # a failed finish (the broker refused our writes) stops the engine
-        dirty: dict[str, int] = {}  # user → partition of profiles changed in this batch
-        publish: dict[str, None] = {}  # users to score, in order: owed from earlier batches first
-        deadletters: list[tuple[dict, int]] = []  # (document, partition read from)
-        tombstones: list[tuple[str, int]] = []
         batch = self._unseen(self._restored_only(batch))
-        if batch and not self.batches:  # ripple bench times a drain from this line (streams/bench.py)
+        if batch and not self.batches:  # ripple bench times a drain from this line (devtools/bench_timing.py)
             log.info("engage: first batch of %d records at %.6f (unix time)", sum(map(len, batch.values())), time.time())
         with metrics.observe_latency("engage"):
-            now = time.time()
-            publish.update(dict.fromkeys(u for u in rt.recommender.due() if u in self.profiles))
-            for tp, records in batch.items():
-                topic = rt.logical(tp.topic)
-                for r in records:
-                    ev = rt.at_edge(decode(topic, r.value, default_ts=(r.timestamp / 1000.0) or now, **rt.decode_limits))
-                    if isinstance(ev, Rejected):
-                        metrics.record_consumed(topic, "invalid")
-                        deadletters.append((rt.dead_letter_doc(r, r.value, ev.reason), r.partition))
-                        continue
-                    metrics.record_consumed(topic, "follow" if isinstance(ev, Follow) else ev.kind)
-                    try:
-                        self._fold_one(ev, r, dirty, publish, tombstones, now)
-                    except Exception as exc:  # never crash the worker on one event
-                        log.exception("processing failed for %s[%d]@%d", r.topic, r.partition, r.offset)
-                        reason = f"processing error: {type(exc).__name__}: {exc}"[:300]
-                        deadletters.append((rt.dead_letter_doc(r, r.value, reason), r.partition))
-            outgoing, forked = await self._recommend(list(publish), dirty)  # (home partition, message)
+            folded = self.step.fold_batch(batch, time.time(), publish=rt.recommender.due())
+            self._record(folded)
+            dirty = folded.dirty
+            outgoing, forked = await self.scoring.score(list(folded.publish), dirty)  # (home partition, message)
             dead_letter_topic = rt.settings.topic("dead-letter")
-            outgoing += [(p, Outgoing(dead_letter_topic, wire.dumps(d))) for d, p in deadletters]
+            outgoing += [(r.partition, Outgoing(dead_letter_topic, wire.dumps(rt.dead_letter_doc(r, r.value, reason))))
+                         for r, reason in folded.dead_letters]
             # the profiles as they are now (the next batch changes them while this one finishes)
-            saves = [(u.encode(), wire.dumps(self.profiles[u].to_dict()), p) for u, p in dirty.items()]
-            saves += [(u.encode(), None, p) for u, p in tombstones]
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+            saves = [(u.encode(), wire.dumps(self.store[u].to_dict()), p) for u, p in dirty.items()]
+            saves += [(u.encode(), None, p) for u, p in folded.tombstones]
+        offsets = {TopicPartition(*tp): offset for tp, offset in folded.offsets.items()}
         self.position.update(offsets)
         if self.transactions is not None:
             await self._commit_transactions(outgoing, saves, offsets)
@@ -208,7 +173,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.batches += bool(batch)
 
     async def _finish(self, previous: asyncio.Future | None, outputs: list, saves: list, offsets: dict,
-                      forked: _Forked | None = None, late: tuple = ()) -> None:
+                      forked: ScoredInChild | None = None, late: tuple = ()) -> None:
         """After the batch before it: send the recommendations a child ranked (``forked``) and
         the messages held back behind an earlier child's (``late``: its users' older states must
         not come last), wait until the broker has this batch's messages, then write its profiles
@@ -218,7 +183,9 @@ class EngagementEngine(ConsumerRebalanceListener):
         if previous is not None:
             await previous
         if forked is not None:
-            outputs = outputs + await self._send_forked(forked)
+            topic = self.rt.settings.topic("recommendations")
+            outputs = outputs + [await self.producer.send(topic, doc, key=user.encode())
+                                 for user, doc in await self.scoring.collect(forked)]
         outputs = outputs + [await send for send in late]
         if outputs:
             await asyncio.gather(*outputs)
@@ -228,6 +195,16 @@ class EngagementEngine(ConsumerRebalanceListener):
             await asyncio.gather(*acks)
         if offsets:
             await self._commit(offsets)
+
+    def _record(self, folded: FoldedBatch) -> None:
+        """The batch's counts, as metrics."""
+        for (topic, kind), n in folded.consumed.items():
+            metrics.record_consumed(topic, kind, n)
+        metrics.record_model_update("profile", folded.counts["applied"])
+        metrics.record_model_update("factors", folded.counts["factor_updates"])
+        metrics.record_engine_outcomes(folded.counts)
+        for user, ts in folded.seen:
+            self.rt.rec_clock.saw(user, ts)
 
     async def _commit_transactions(self, outgoing: list, saves: list, offsets: dict) -> None:
         """``exactly_once``: the batch's messages, profile records and offsets, one transaction per
@@ -271,7 +248,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         history.  They are fetched again (seek back) and not committed."""
         out = {}
         for tp, records in batch.items():
-            if tp.partition in self.ready:
+            if tp.partition in self.store.ready:
                 out[tp] = records
             elif records:
                 try:
@@ -289,134 +266,6 @@ class EngagementEngine(ConsumerRebalanceListener):
             out[tp] = records if start is None or not records or records[0].offset >= start \
                 else [r for r in records if r.offset >= start]
         return out
-
-    def _fold_one(self, ev, r, dirty: dict, publish: set, tombstones: list, now: float) -> None:
-        rt = self.rt
-        user = ev.user_id
-        profile = self.profiles.get(user)
-        if profile is None:
-            profile = self.profiles[user] = UserProfile(user)
-        self.partition_of[user] = r.partition
-        done = fold(rt.recommender, profile, ev, f"{r.topic}:{r.partition}", r.offset,
-                    sentiment=rt.sentiment, dedup_limit=rt.settings.dedup_limit)
-        if not rt.count_folded(done, r):
-            if done.outcome == "replay" and profile.unpublished():  # saved, but its message may never have left
-                rt.recommender.throttle.defer(user)
-            if done.outcome == "duplicate":  # its position is recorded: save it
-                dirty[user] = r.partition
-            return
-        dirty[user] = r.partition
-        rt.rec_clock.saw(user, (r.timestamp / 1000.0) or now)
-        if done.due_now:
-            publish[user] = None
-        for old in self.index.touch(r.partition, user, now):
-            if old != user and self.profiles.pop(old, None) is not None:
-                self.partition_of.pop(old, None)
-                dirty.pop(old, None)
-                publish.pop(old, None)
-                tombstones.append((old, r.partition))
-                rt.stats["evicted_profiles"] = rt.stats.get("evicted_profiles", 0) + 1
-
-    async def _recommend(self, users: list[str], dirty: dict) -> tuple[list, _Forked | None]:
-        """Score ``users`` in order, until the per-batch budget (``engage_rec_budget_s``) is
-        spent: in a forked child (:mod:`streams.forked`) when at least ``engage_fork_min_users``
-        are due (its share sized by the ranker from the time scoring takes per user), else here,
-        ``SCORING_CHUNK`` at a time (one similarity matrix product each), queueing their messages.
-        Users left over are owed a message and come first in the next batch, with their newest
-        state.  Returns the messages (each with its user's partition), or the child to collect."""
-        rt = self.rt
-        budget = rt.settings.engage_rec_budget_s
-        if self.ranker is not None and self.ranker.usable and len(users) >= rt.settings.engage_fork_min_users:
-            forked = await self._fork(users, dirty)
-            if forked is not None:
-                return [], forked
-        t0 = time.perf_counter()
-        topic = rt.settings.topic("recommendations")
-        sends = []
-        for i in range(0, len(users), SCORING_CHUNK):
-            if budget and i and time.perf_counter() - t0 > budget:
-                self._put_off(users[i:])
-                break
-            chunk = users[i:i + SCORING_CHUNK]
-            profiles = self._publishing(chunk, dirty)
-            docs = rt.recommender.recommendations(profiles)
-            for user, doc in zip(chunk, docs):
-                rt.rec_clock.published(user, "engage")
-                sends.append((self.partition_of[user], Outgoing(topic, wire.dumps(doc), user.encode())))
-            self._count(len(docs))
-        if self.ranker is not None:
-            self.ranker.observe(time.perf_counter() - t0, len(sends))
-        return sends, None
-
-    def _publishing(self, users: list[str], dirty: dict) -> list[UserProfile]:
-        """``users``' profiles, marked as published (saved with this batch) and settled with the
-        throttle before they are scored (scoring may ask the throttle to retry a user)."""
-        rt, now = self.rt, self.rt.recommender.clock()
-        profiles = [self.profiles[u] for u in users]
-        for profile in profiles:
-            profile.published_events = profile.events
-            dirty[profile.user_id] = self.partition_of[profile.user_id]
-            rt.recommender.throttle.settle(profile.user_id, now)
-        return profiles
-
-    def _put_off(self, users: list[str]) -> None:
-        self.rt.recommender.throttle.requeue(users, self.rt.recommender.clock())
-        metrics.record_recommendations_deferred(len(users))
-
-    def _count(self, n: int) -> None:
-        self.rt.stats["recommendations"] += n
-        metrics.record_recommendation(n)
-
-    async def _fork(self, users: list[str], dirty: dict) -> _Forked | None:
-        """Hand the users the budget allows to a child (after the previous child is done: one at
-        a time) and put the rest off; the bookkeeping of both is done here, now, as for users
-        scored in this thread.  ``None``: no child was started (nothing was done)."""
-        if self.ranking is not None and not self.ranking.done():
-            await asyncio.wait([self.ranking])
-            if not self.ranker.usable:  # that child was the last failure allowed
-                return None
-        fit = self.ranker.share(len(users), self.rt.settings.engage_rec_budget_s)
-        chosen = users[:fit]
-        try:
-            self.ranking = self.ranker.rank([self.profiles[u] for u in chosen])
-        except ForkFailed as exc:
-            self._fork_failed(exc)
-            return None
-        if self.ranker.forks == 1:
-            log.info("engage: %d users scored in a forked child (pid %d); so are later batches with %d or more due",
-                     len(chosen), self.ranker.child, self.rt.settings.engage_fork_min_users)
-        if fit < len(users):
-            self._put_off(users[fit:])
-        self._publishing(chosen, dirty)  # after the fork: nothing the child's ranking reads
-        return _Forked(chosen, [self.rt.rec_clock.take(u) for u in chosen], self.ranking)
-
-    def _fork_failed(self, exc: ForkFailed) -> None:
-        log.warning("engage: %s; scoring in the worker instead%s", exc,
-                    "" if self.ranker.usable else f" from now on ({self.ranker.max_failures} failures in a row)")
-
-    async def _send_forked(self, forked: _Forked) -> list:
-        """Enqueue the messages of the child's users (scored here, with their state as it is now,
-        if the child failed)."""
-        rt = self.rt
-        try:
-            ranked = await forked.result
-            docs, retry = ranked.docs, ranked.retry
-            self.ranker.observe(ranked.elapsed_s, len(forked.users))
-        except ForkFailed as exc:
-            self._fork_failed(exc)
-            here = [(u, t) for u, t in zip(forked.users, forked.seen) if u in self.profiles]  # a rebalance may take some
-            forked.users, forked.seen = [u for u, _ in here], [t for _, t in here]
-            docs = [wire.dumps(d) for d in rt.recommender.recommendations([self.profiles[u] for u in forked.users])]
-            retry = []
-        topic = rt.settings.topic("recommendations")
-        sends = [await self.producer.send(topic, doc, key=user.encode()) for user, doc in zip(forked.users, docs)]
-        for user in retry:
-            rt.recommender.throttle.retry(user)
-        for ts in forked.seen:
-            if ts is not None:
-                metrics.observe_event_to_recommendation(ts, "engage")
-        self._count(len(docs))
-        return sends
 
     def lags(self) -> dict[tuple[str, int], int]:
         """Records behind per owned partition: the end of the partition the consumer last saw
@@ -450,23 +299,17 @@ class EngagementEngine(ConsumerRebalanceListener):
 
     def _drop_partitions(self, gone: set[int]) -> None:
         """Forget the profiles, positions and readiness of partition numbers ``gone``."""
-        for user in [u for u, p in self.partition_of.items() if p in gone]:
-            self.profiles.pop(user, None)
-            self.partition_of.pop(user, None)
+        self.store.drop(gone)
         for positions in (self.committed, self.position):
             for tp in [tp for tp in positions if tp.partition in gone]:
                 positions.pop(tp, None)
-        self.ready -= gone
-        for p in gone:
-            for user in self.index.keys(p):
-                self.index.discard(p, user)
 
     async def on_partitions_assigned(self, assigned) -> None:
         async with self.lock:  # no batch is folded while profiles are being read back
             await self._assign({tp.partition for tp in assigned})
 
     async def _assign(self, partitions: set[int]) -> None:
-        parts = sorted(partitions - self.ready)
+        parts = sorted(partitions - self.store.ready)
         if not parts:
             return
         t0 = time.perf_counter()
@@ -474,16 +317,7 @@ class EngagementEngine(ConsumerRebalanceListener):
             await self.transactions.start(parts)
             await self._seek_committed(parts)  # ... then read from what it committed
         restored = await self._restore(parts)
-        now = time.time()
-        for profile in sorted(restored, key=lambda p: p.last_ts):  # oldest activity first, as the index expects
-            part = min(profile.partitions() & set(parts), default=None)
-            if part is None:
-                continue
-            self.profiles[profile.user_id] = profile
-            self.partition_of[profile.user_id] = part
-            self.index.touch(part, profile.user_id, now)
-        self.ready.update(parts)
-        owed = self.rt.recommender.resume(p for p in restored if p.user_id in self.profiles)
+        owed = self.rt.recommender.resume(self.store.restore(parts, restored, time.time()))
         log.info("engage: restored %d profiles of partitions %s in %.1f s; %d owed a recommendation",
                  len(restored), parts, time.perf_counter() - t0, owed)
 
@@ -500,10 +334,20 @@ class EngagementEngine(ConsumerRebalanceListener):
             self.committed.pop(tp, None)
 
     async def _restore(self, parts: list[int]) -> list[UserProfile]:
-        """The newest profile of every user in changelog ``parts`` (tombstones honoured)."""
-        s = self.rt.settings
-        latest = await latest_values(s.broker, changelog_topic(self.rt), parts, **kafka_client_kwargs(s))
-        return [UserProfile.from_dict(json.loads(raw)) for raw in latest.values() if raw]
+        """The newest profile of every user in changelog ``parts`` (tombstones honoured); a record
+        that is not a profile is logged by position and skipped, never fatal."""
+        latest = await self.io.latest_values(changelog_topic(self.rt), parts)
+        profiles = []
+        for raw in latest.values():
+            if not raw:
+                continue
+            try:
+                profiles.append(UserProfile.from_dict(json.loads(raw)))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                metrics.record_engine_outcomes({"unreadable_profile": 1})
+                log.error("engage: a profile record in partitions %s cannot be read (%s); skipped", parts,
+                          type(exc).__name__)
+        return profiles
 
 
 def register(rt: Runtime) -> EngagementEngine:
@@ -512,6 +356,8 @@ def register(rt: Runtime) -> EngagementEngine:
 
     @rt.app.task
     async def engage_batches():
+        await rt.app.tables.recovery.completed.wait()  # the posts table (the catalog) is recovered first
+        rt.ensure_catalog()
         await engine.run()
 
     return engine

@@ -1,0 +1,220 @@
+"""The engagement engine, unchanged, on the in-memory broker: batches, crashes, rebalances and
+transactions in milliseconds.  The same cases on a real broker are in tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from processors.events import Post
+from processors.recommender import Recommender, RecommenderConfig
+from ripple.settings import Settings
+from streams import metrics
+from streams.app import ENGAGEMENT_TOPICS, OUTPUT_TOPICS, Runtime
+from streams.engagement_engine import EngagementEngine, changelog_topic, consumer_group
+from streams.memory_broker import MemoryBroker, MemoryIO
+
+PARTITIONS = 2
+
+
+def _settings(guarantee: str, **overrides) -> Settings:
+    return Settings(app_id="mem", partitions=PARTITIONS, processing_guarantee=guarantee, rec_min_interval_s=0.0,
+                    engage_fork_min_users=0, **overrides)
+
+
+def _broker(settings: Settings) -> MemoryBroker:
+    broker = MemoryBroker()
+    for name in (*ENGAGEMENT_TOPICS, *OUTPUT_TOPICS, "posts"):
+        broker.create_topic(settings.topic(name), PARTITIONS)
+    broker.create_topic(changelog_topic_name(settings), PARTITIONS)
+    return broker
+
+
+def changelog_topic_name(settings: Settings) -> str:
+    return f"{settings.app_id}-profiles-changelog"
+
+
+def _recommender() -> Recommender:
+    rec = Recommender(dim=4, config=RecommenderConfig(k=3, min_interval_s=0.0))
+    rng = np.random.default_rng(0)
+    posts = [Post(f"p{i}", f"a{i % 3}", "", 1.0) for i in range(12)]
+    vectors = rng.normal(size=(12, 4)).astype(np.float32)
+    rec.on_posts(posts, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    return rec
+
+
+class Worker:
+    """One engine on ``broker``, as a worker process would run it."""
+
+    def __init__(self, broker: MemoryBroker, settings: Settings):
+        self.io = MemoryIO(broker)
+        rt = Runtime(settings=settings, app=None, embedder=None, recommender=_recommender(), replies=None,
+                     sentiment=None, topics={}, posts=None)
+        self.engine = EngagementEngine(rt, self.io)
+        self.task = asyncio.ensure_future(self.engine.run())
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def kill(self) -> None:
+        """``kill -9``: nothing more is written, nothing is committed or revoked."""
+        self.io.crash()
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
+
+
+async def _produce(broker: MemoryBroker, settings: Settings, likes: list[tuple[str, str]], raw: bytes | None = None):
+    for user, post in likes:
+        doc = {"schema_version": 1, "user_id": user, "post_id": post}
+        broker.append(settings.topic("likes"), user.encode(), json.dumps(doc).encode(), None, None, 1_000)
+    bad = broker.append(settings.topic("likes"), b"x", raw, None, None, 1_000) if raw is not None else None
+    await broker.notify()
+    return bad
+
+
+def _read(broker: MemoryBroker, topic: str, *, committed_only: bool) -> list:
+    return [e for log in broker.logs[topic] for e in log if e.visible(read_committed=committed_only)]
+
+
+def _latest_profiles(broker: MemoryBroker, settings: Settings) -> dict[str, dict]:
+    out = {}
+    for e in _read(broker, changelog_topic_name(settings), committed_only=True):
+        out[e.key.decode()] = json.loads(e.value) if e.value else None
+    return out
+
+
+async def _until(condition, timeout_s: float = 5.0) -> None:
+    """Wait until ``condition()`` holds (checked after every broker write), or fail."""
+    async def wait():
+        while not condition():
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(wait(), timeout_s)
+
+
+def _committed_all(broker: MemoryBroker, settings: Settings) -> bool:
+    group = broker.groups[consumer_group(settings)]
+    return all(group.committed.get(tp, 0) == len(broker.logs[tp.topic][tp.partition])
+               for tp in broker.partitions(settings.topic("likes")))
+
+
+def _replays() -> float:
+    return metrics.REGISTRY.get_sample_value("ripple_engine_records_total", {"outcome": "replay"})
+
+
+def _events(broker, settings, users) -> dict:
+    profiles = _latest_profiles(broker, settings)
+    return {u: (profiles.get(u) or {}).get("events") for u in users}
+
+
+LIKES = [(f"u{i % 5}", f"p{i % 12}") for i in range(40)]
+EXPECTED = dict(Counter(u for u, _ in LIKES))
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_batch_is_folded_published_saved_and_committed(guarantee):
+    async def run():
+        settings = _settings(guarantee)
+        broker = _broker(settings)
+        worker = Worker(broker, settings)
+        bad = await _produce(broker, settings, LIKES, raw=b'{"schema_version": 1')
+        await _until(lambda: _committed_all(broker, settings) and _events(broker, settings, EXPECTED) == EXPECTED)
+        recs = _read(broker, settings.topic("recommendations"), committed_only=True)
+        dead = [json.loads(e.value) for e in _read(broker, settings.topic("dead-letter"), committed_only=True)]
+        await worker.stop()
+        return recs, dead, bad
+
+    recs, dead, bad = asyncio.run(run())
+    latest = {json.loads(e.value)["user_id"]: json.loads(e.value) for e in recs}
+    assert {u: m["based_on_events"] for u, m in latest.items()} == EXPECTED
+    assert all(len(m["items"]) == 3 for m in latest.values())
+    assert [(d["topic"], d["partition"], d["offset"]) for d in dead] == [(bad.topic, bad.partition, bad.offset)]
+    assert dead[0]["reason"].startswith("invalid JSON")
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_worker_killed_before_its_commit_is_replaced_without_losing_or_repeating_state(guarantee):
+    """The kill lands after a batch's messages and profiles were written, before its commit."""
+    async def run():
+        settings = _settings(guarantee)
+        broker = _broker(settings)
+        first = Worker(broker, settings)
+        await _produce(broker, settings, LIKES[:20])
+        await _until(lambda: _committed_all(broker, settings))
+        first.io.kill_at_next_commit()
+        await _produce(broker, settings, LIKES[20:])
+        await _until(lambda: first.task.done())  # the run loop ended on the kill
+        assert not _committed_all(broker, settings)  # the kill landed before the batch's commit
+        replays = _replays()
+        second = Worker(broker, settings)
+        await _until(lambda: _committed_all(broker, settings) and _events(broker, settings, EXPECTED) == EXPECTED)
+        await second.stop()
+        topic = settings.topic("recommendations")
+        return ([json.loads(e.value) for e in _read(broker, topic, committed_only=True)],
+                [json.loads(e.value) for e in _read(broker, topic, committed_only=False)], _replays() - replays)
+
+    committed, everything, replayed = asyncio.run(run())
+    versions = Counter((m["user_id"], m["based_on_events"]) for m in committed)
+    assert {u: max(n for (v, n) in versions if v == u) for u in EXPECTED} == EXPECTED
+    if guarantee == "at_least_once":  # the killed batch's profiles were saved: its records replay as no-ops
+        assert replayed == 20
+    else:  # its transaction was aborted: the records are applied again, and read_committed sees each version once
+        assert replayed == 0
+        aborted = Counter((m["user_id"], m["based_on_events"]) for m in everything)
+        assert max(aborted.values()) > 1, "no aborted message was written before the kill: the test proves nothing"
+        assert max(versions.values()) == 1, versions
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_second_worker_takes_half_the_partitions_and_nothing_is_lost(guarantee):
+    async def run():
+        settings = _settings(guarantee)
+        broker = _broker(settings)
+        first = Worker(broker, settings)
+        await _produce(broker, settings, LIKES[:20])
+        await _until(lambda: _committed_all(broker, settings))
+        second = Worker(broker, settings)
+        await _until(lambda: first.engine.store.ready and second.engine.store.ready)
+        await _produce(broker, settings, LIKES[20:])
+        await _until(lambda: _committed_all(broker, settings) and _events(broker, settings, EXPECTED) == EXPECTED)
+        owned = (set(first.engine.store.ready), set(second.engine.store.ready))
+        users = (set(first.engine.store.profiles), set(second.engine.store.profiles))
+        await first.stop()
+        await second.stop()
+        return owned, users
+
+    (a, b), (users_a, users_b) = asyncio.run(run())
+    assert a | b == set(range(PARTITIONS)) and not a & b
+    assert not users_a & users_b  # each profile lives in one worker
+
+
+def test_a_zombie_worker_is_fenced_and_its_writes_are_never_committed(caplog):
+    """``exactly_once``: a worker whose session expired while it was paused still holds records
+    and tries to commit them; the worker that took its partitions fenced it first."""
+    async def run():
+        settings = _settings("exactly_once")
+        broker = _broker(settings)
+        zombie = Worker(broker, settings)
+        await _produce(broker, settings, LIKES[:20])
+        await _until(lambda: _committed_all(broker, settings))
+        zombie.engine.consumer._leave()  # its session expired; it does not know yet
+        heir = Worker(broker, settings)
+        await _until(lambda: heir.engine.store.ready == set(range(PARTITIONS)))
+        await _produce(broker, settings, LIKES[20:])  # both fetch these
+        await _until(lambda: _committed_all(broker, settings) and _events(broker, settings, EXPECTED) == EXPECTED)
+        await _until(lambda: not zombie.engine.store.ready)  # the zombie dropped what it was fenced from
+        await heir.stop()
+        await zombie.stop()
+        return [json.loads(e.value) for e in _read(broker, settings.topic("recommendations"), committed_only=True)]
+
+    committed = asyncio.run(run())
+    versions = Counter((m["user_id"], m["based_on_events"]) for m in committed)
+    assert max(versions.values()) == 1, versions
+    assert "was fenced by another worker" in caplog.text
