@@ -10,7 +10,7 @@ vectorised step per *round* of pairs that share no user and no item.  Pairs are 
 earliest round after every earlier pair they share a vector with, so each vector sees its
 updates in arrival order and the result is sequential ``FunkMF.learn_one`` calls' (up to the
 rounding of the dot product).  New factors are drawn, and forgotten ones dropped, at ``learn``
-time, in the same order as before.  The batch engine's reads come once per batch, so a batch's
+time, in the same order as before.  The engagement engine's reads come once per batch, so a batch's
 likes are learnt in a few dozen numpy steps instead of four ``learn_one`` calls each (~4× less
 time per like).
 

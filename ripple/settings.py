@@ -124,3 +124,8 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full topic name for a logical topic (``posts`` → ``<prefix>posts``)."""
         return f"{self.topic_prefix}{name}"
+
+    def logical_topic(self, topic: str) -> str:
+        """The logical name of a full topic name (``<prefix>likes`` → ``likes``)."""
+        p = self.topic_prefix
+        return topic[len(p):] if p and topic.startswith(p) else topic

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from processors.events import Engagement, Post, Rejected, decode
+from processors.events import Engagement, Post, Rejected
 from processors.replies import WaitingForPost
 from streams import metrics
 from streams.app import Runtime
@@ -33,7 +33,7 @@ def register(rt: Runtime, engine_lags=None) -> None:
         embed = metrics.instrument_embed(rt.embedder.embed, "post")
         async for events in stream.take_events(s.embed_batch_size, within=s.embed_batch_window_s):
             with metrics.observe_latency("embed_posts"):
-                rt.ensure_catalog()
+                rt.posts.restore_catalog()
                 valid: list[Post] = []
                 partitions: list[int] = []  # where each valid post was read from
                 for event in await _with_skipped(rt, "embed_posts", events):
@@ -53,7 +53,7 @@ def register(rt: Runtime, engine_lags=None) -> None:
                     for event in events:
                         await rt.reject(event, f"processing error: {type(exc).__name__}")
                     continue
-                rt.remember_posts(valid, vectors, partitions)
+                rt.posts.remember(valid, vectors, partitions)
 
     @app.on_partitions_revoked.connect
     async def forget_expected_offsets(sender, revoked, **kwargs):
@@ -61,7 +61,7 @@ def register(rt: Runtime, engine_lags=None) -> None:
 
     @app.timer(interval=5.0, name="sample_consumer_lag")
     async def sample_consumer_lag():
-        await metrics.sample_lag(app, rename=rt.logical, extra=engine_lags)
+        await metrics.sample_lag(app, rename=s.logical_topic, extra=engine_lags)
 
     if rt.replies is not None:
         _register_replies(rt)
@@ -126,7 +126,7 @@ async def _skipped_before(rt: Runtime, event, agent: str) -> list[_Refetched]:
 
 
 def _decode_post(rt: Runtime, event) -> Post | Rejected:
-    ev = rt.at_edge(decode("posts", event.value, default_ts=event.message.timestamp or time.time(), **rt.decode_limits))
+    ev = rt.decoder.decode("posts", event.value, event.message.timestamp or time.time())
     metrics.record_consumed("posts", "invalid" if isinstance(ev, Rejected) else "post")
     return ev
 
@@ -158,9 +158,8 @@ def _register_replies(rt: Runtime) -> None:
         async for events in stream.take_events(s.embed_batch_size, within=s.embed_batch_window_s):
             with metrics.observe_latency("suggest_replies"):
                 events = await _with_skipped(rt, "suggest_replies", events)
-                comments = [ev for ev in (rt.at_edge(decode("comments", e.value, default_ts=e.message.timestamp
-                                                            or time.time(), **rt.decode_limits)) for e in events)
-                            if isinstance(ev, Engagement)]
+                comments = [ev for ev in (rt.decoder.decode("comments", e.value, e.message.timestamp or time.time())
+                                          for e in events) if isinstance(ev, Engagement)]
                 if not comments:
                     continue
                 try:

@@ -1,5 +1,5 @@
 """Plain aiokafka helpers for producers and consumers outside the worker (demo, tests, bench), the
-agents' re-read of skipped offsets (:func:`read_offsets`) and the batch engine's read-back of its
+agents' re-read of skipped offsets (:func:`read_offsets`) and the engagement engine's read-back of its
 profiles (:func:`latest_values`).  Topic administration is in :mod:`streams.topics`.
 
 Every helper passes ``client_kwargs`` to the aiokafka client as they are: the security settings

@@ -49,7 +49,6 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
 from processors.engagement_step import EngagementStep, FoldedBatch, ProfileStore
-from processors.events import decode
 from processors.profiles import UserProfile
 from streams import metrics, wire
 from streams.app import ENGAGEMENT_TOPICS, Runtime
@@ -78,10 +77,8 @@ class EngagementEngine(ConsumerRebalanceListener):
         s = rt.settings
         self.io = io if io is not None else KafkaIO(s)  # or streams.memory_broker.MemoryIO
         self.store = ProfileStore(s.profile_limit, s.profile_ttl_s)
-        limits = rt.decode_limits
-        self.step = EngagementStep(
-            rt.recommender, self.store, logical=rt.logical, sentiment=rt.sentiment, dedup_limit=s.dedup_limit,
-            decoder=lambda topic, value, ts: rt.at_edge(decode(topic, value, default_ts=ts, **limits)))
+        self.step = EngagementStep(rt.recommender, self.store, decoder=rt.decoder.decode, logical=s.logical_topic,
+                                   sentiment=rt.sentiment, dedup_limit=s.dedup_limit)
         self.lock = asyncio.Lock()
         self.consumer = None
         self.producer = None
@@ -147,7 +144,7 @@ class EngagementEngine(ConsumerRebalanceListener):
             dirty = folded.dirty
             outgoing, forked = await self.scoring.score(list(folded.publish), dirty)  # (home partition, message)
             dead_letter_topic = rt.settings.topic("dead-letter")
-            outgoing += [(r.partition, Outgoing(dead_letter_topic, wire.dumps(rt.dead_letter_doc(r, r.value, reason))))
+            outgoing += [(r.partition, Outgoing(dead_letter_topic, wire.dumps(rt.dead_letters.document(r, r.value, reason))))
                          for r, reason in folded.dead_letters]
             # the profiles as they are now (the next batch changes them while this one finishes)
             saves = [(u.encode(), wire.dumps(self.store[u].to_dict()), p) for u, p in dirty.items()]
@@ -357,7 +354,7 @@ def register(rt: Runtime) -> EngagementEngine:
     @rt.app.task
     async def engage_batches():
         await rt.app.tables.recovery.completed.wait()  # the posts table (the catalog) is recovered first
-        rt.ensure_catalog()
+        rt.posts.restore_catalog()
         await engine.run()
 
     return engine

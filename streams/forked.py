@@ -1,4 +1,4 @@
-"""Ranking in a forked child process: the batch engine's recommendations scored on another core.
+"""Ranking in a forked child process: the engagement engine's recommendations scored on another core.
 
 The worker's event loop runs on one core; ranking is about half of what it does in a drain (see
 docs/benchmarks.md), and it reads state the next batch then changes (profiles, catalog, factor and

@@ -6,7 +6,7 @@ collection every 700 net allocations, a full one every 100 young ones) the full 
 that whole heap: ``ripple bench`` measured 5 of them in a short run, up to 107–136 ms each, and
 they were the 1 % tail of event→recommendation latency (p99 ~98 ms at 1,000 new users/s).
 
-Two changes, measured in the same bench (docs/benchmarks.md, sixth session):
+Two settings, each measured against the defaults in the same bench (docs/benchmarks.md):
 
 * ``gc.freeze()`` once the worker is built, before it starts: what exists then (modules, the
   Faust app, the model) moves to a permanent generation that collections no longer walk; the

@@ -119,7 +119,7 @@ EVENT_TO_RECOMMENDATION_SECONDS = Histogram(
 RECOMMENDATIONS_PUBLISHED = Counter(
     "ripple_recommendations_published", "Recommendation messages published.", registry=REGISTRY)
 RECOMMENDATIONS_DEFERRED = Counter(
-    "ripple_recommendations_deferred", "Recommendations the batch engine put off to its next batch because the "
+    "ripple_recommendations_deferred", "Recommendations the engagement engine put off to its next batch because the "
     "batch's scoring budget was spent.", registry=REGISTRY)
 SUGGESTIONS_PUBLISHED = Counter(
     "ripple_suggestions_published", "Suggested-replies messages published.", registry=REGISTRY)
@@ -280,7 +280,7 @@ def record_recommendation(n: int = 1) -> None:
 
 
 def record_recommendations_deferred(n: int) -> None:
-    """Count recommendations put off to the next batch (the batch engine's scoring budget)."""
+    """Count recommendations put off to the next batch (the engagement engine's scoring budget)."""
     RECOMMENDATIONS_DEFERRED.inc(n)
 
 

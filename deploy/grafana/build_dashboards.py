@@ -48,7 +48,7 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
         Panel("Recommendations and suggestions published", "ops", (
             ("recommendations", f"sum(rate(ripple_recommendations_published_total[{WINDOW}]))"),
             ("suggested replies", f"sum(rate(ripple_suggestions_published_total[{WINDOW}]))"),
-            ("recommendations put off (batch engine budget)",
+            ("recommendations put off (engine scoring budget)",
              f"sum(rate(ripple_recommendations_deferred_total[{WINDOW}]))"))),
         Panel("Workers up", "short", (
             ("workers up", 'sum(up{job="ripple-worker"})'),

@@ -112,7 +112,7 @@ async def offer(bootstrap: str, prefix: str, seconds: float, stop: asyncio.Event
 
 async def lag(admin: AIOKafkaAdminClient, probe: AIOKafkaConsumer, app_id: str, tps: list[TopicPartition]) -> int:
     committed = {}
-    for group in (app_id, f"{app_id}-engage"):  # the Faust app's, and the batch engine's for the engagement topics
+    for group in (app_id, f"{app_id}-engage"):  # the Faust app's, and the engagement engine's
         committed.update(await admin.list_consumer_group_offsets(group))
     ends = await probe.end_offsets(tps)
     return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))

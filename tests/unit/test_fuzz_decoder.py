@@ -243,7 +243,7 @@ engagement = st.tuples(st.sampled_from(["like", "comment", "share"]), st.sampled
 
 
 def fold(events, dedup_limit=100) -> UserProfile:
-    """Fold ``(kind, post, ts, event_id, position)`` as the engage agent does (admit, then apply)."""
+    """Fold ``(kind, post, ts, event_id, position)`` as the engagement engine does (admit, then apply)."""
     p = UserProfile("u")
     for kind, post, ts, event_id, position in events:
         if p.admit("likes:0", position, event_id, dedup_limit=dedup_limit) is None:

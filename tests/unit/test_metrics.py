@@ -158,12 +158,12 @@ def test_event_to_recommendation_latency_is_clamped_at_zero():
 
 def test_recommendation_clock_measures_from_the_oldest_pending_event():
     clock = metrics.RecommendationClock(limit=2)
-    count = value("ripple_event_to_recommendation_seconds_count", agent="flush_deferred")
+    count = value("ripple_event_to_recommendation_seconds_count", agent="engage")
     clock.saw("u1", 100.0)
     clock.saw("u1", 104.0)  # still waiting since 100
-    assert clock.published("u1", "flush_deferred", now=105.0) == 5.0
-    assert clock.published("u1", "flush_deferred", now=106.0) is None  # nothing pending any more
-    assert value("ripple_event_to_recommendation_seconds_count", agent="flush_deferred") == count + 1
+    assert clock.published("u1", "engage", now=105.0) == 5.0
+    assert clock.published("u1", "engage", now=106.0) is None  # nothing pending any more
+    assert value("ripple_event_to_recommendation_seconds_count", agent="engage") == count + 1
     for user in ("a", "b", "c"):
         clock.saw(user, 1.0)
     assert len(clock._oldest) == 2 and "a" not in clock._oldest  # bounded: oldest user dropped

@@ -24,7 +24,7 @@ def test_table_keys_are_written_as_before_orjson(tmp_path):
     codecs.register("json", codecs.json())  # Faust's own codec (on orjson), whatever ran before this test
     assert codecs.dumps("json", "café-1") != b'"caf\\u00e9-1"'
     rt = build_app(Settings(home=tmp_path), _NoEmbedder(), Recommender(dim=4))
-    assert codecs.dumps(rt.posts.key_serializer, "café-1") == json.dumps("café-1").encode() == b'"caf\\u00e9-1"'
+    assert codecs.dumps(rt.posts.table.key_serializer, "café-1") == json.dumps("café-1").encode() == b'"caf\\u00e9-1"'
     doc = {"author_id": "zoë", "created_at": 1.5, "embedding": "AAAA"}
     assert codecs.loads("json", codecs.dumps("json", doc)) == doc
 
