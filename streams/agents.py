@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from processors.events import Engagement, Post, Rejected
 from processors.replies import WaitingForPost
-from streams import metrics
+from streams import metrics, metrics_sources
 from streams.app import Runtime
 from streams.client import read_offsets
 from streams.security import kafka_client_kwargs
@@ -61,7 +61,7 @@ def register(rt: Runtime, engine_lags=None) -> None:
 
     @app.timer(interval=5.0, name="sample_consumer_lag")
     async def sample_consumer_lag():
-        await metrics.sample_lag(app, rename=s.logical_topic, extra=engine_lags)
+        await metrics_sources.sample_lag(app, rename=s.logical_topic, extra=engine_lags)
 
     if rt.replies is not None:
         _register_replies(rt)

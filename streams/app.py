@@ -20,7 +20,7 @@ from processors.recommender import Recommender
 from processors.replies import ReplySuggester
 from processors.sentiment_protocol import SentimentAnalyzer
 from ripple.settings import Settings
-from streams import faust_fixes, metrics, security, wire
+from streams import faust_fixes, metrics, metrics_sources, security, wire
 from streams.edge import DeadLetters, EdgeDecoder
 from streams.posts_table import PostsTable
 
@@ -52,7 +52,7 @@ class Runtime:
     decoder: EdgeDecoder | None = None  # made from the settings when not given
     dead_letters: DeadLetters | None = None
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="ripple-embed"))
-    rec_clock: metrics.RecommendationClock = field(default_factory=metrics.RecommendationClock)
+    rec_clock: metrics_sources.RecommendationClock = field(default_factory=metrics_sources.RecommendationClock)
     #: next offset each agent expects per input partition (agent, topic, partition), since the last assignment
     expected_offsets: dict[tuple[str, str, int], int] = field(default_factory=dict)
 

@@ -2,14 +2,15 @@
 
 All metrics live in :data:`REGISTRY` (our own :class:`~prometheus_client.CollectorRegistry`,
 which also carries the process/platform/GC collectors) and are named ``ripple_*``.  Labels are
-limited to ``topic``, ``kind``, ``reason``, ``agent`` and ``partition``; every label value comes
+limited to ``topic``, ``kind``, ``reason``, ``agent``, ``partition`` and ``outcome``; every label value comes
 from a small fixed set or from code (agent names, topic names), never from message content, so
 user ids and texts cannot reach a time series.  Free-text dead-letter reasons are mapped to
 :data:`REASONS` by :func:`reason_category`.
 
-Faust's own sensor (``faust.sensors.prometheus``) is attached by :func:`attach_faust_sensors`
-and exports ``ripple_faust_*`` into the same registry; it needs no Faust web server, because
-:func:`start_http` serves the registry itself.
+Faust's own sensor (``faust.sensors.prometheus``) is attached by
+:func:`streams.metrics_sources.attach_faust_sensors` and exports ``ripple_faust_*`` into the same
+registry; it needs no Faust web server, because :func:`start_http`
+serves the registry itself.
 
 Examples
 --------
@@ -30,15 +31,15 @@ Examples
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
+from prometheus_client.exposition import start_http_server
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -48,7 +49,6 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
-from prometheus_client.exposition import start_http_server
 
 from processors.events import INPUT_TOPICS
 
@@ -236,44 +236,6 @@ def observe_event_to_recommendation(event_ts: float, agent: str, *, now: float |
     return latency
 
 
-class RecommendationClock:
-    """Per user, the Kafka timestamp of the oldest event not yet reflected in a publish.
-
-    ``saw(user, msg.timestamp)`` when an engagement is folded in; ``published(user, agent)`` after
-    sending that user's recommendations observes ``now - oldest`` (deferred publishes included).
-    User ids stay in this dict, never in a label; at most ``limit`` users are tracked (oldest dropped).
-
-    >>> clock = RecommendationClock()
-    >>> clock.saw("u1", 10.0); clock.saw("u1", 11.0)
-    >>> clock.published("u1", "engage", now=12.5), clock.published("u1", "engage", now=13.0)
-    (2.5, None)
-    """
-
-    def __init__(self, limit: int = 100_000) -> None:
-        self.limit = limit
-        self._oldest: dict[str, float] = {}
-
-    def saw(self, user: str, ts: float) -> None:
-        if user not in self._oldest:
-            if len(self._oldest) >= self.limit:
-                del self._oldest[next(iter(self._oldest))]
-            self._oldest[user] = ts
-
-    def published(self, user: str, agent: str, *, now: float | None = None) -> float | None:
-        ts = self.take(user)
-        return None if ts is None else observe_event_to_recommendation(ts, agent, now=now)
-
-    def take(self, user: str) -> float | None:
-        """``user``'s oldest unpublished event time, forgotten here: a message with it is on its
-        way (observe it with :func:`observe_event_to_recommendation` once sent).
-
-        >>> clock = RecommendationClock()
-        >>> clock.saw("u1", 10.0); clock.take("u1"), clock.take("u1")
-        (10.0, None)
-        """
-        return self._oldest.pop(user, None)
-
-
 def record_recommendation(n: int = 1) -> None:
     """Count published recommendation messages."""
     RECOMMENDATIONS_PUBLISHED.inc(n)
@@ -350,16 +312,22 @@ def embedding_queued(n: int) -> Iterator[None]:
         EMBEDDING_QUEUE_DEPTH.dec(n)
 
 
-# --- consumer lag -----------------------------------------------------------------------------
+# --- Faust's sensor metrics (declared by Faust, in this registry) -------------------------------
+_faust_metrics = None
+
+
+def faust_sensor_metrics():
+    """Faust's ``FaustMetrics`` in :data:`REGISTRY`, created once per process (prefix ``ripple_faust``)."""
+    global _faust_metrics
+    if _faust_metrics is None:
+        from faust.sensors.prometheus import FaustMetrics
+
+        _faust_metrics = FaustMetrics.create(REGISTRY, "ripple_faust")
+    return _faust_metrics
+
+
+# --- consumer lag series ----------------------------------------------------------------------
 _lag_series: set[tuple[str, str]] = set()
-
-
-def source_topics(app) -> set[str]:
-    """Topic names the app's agents consume (their consumer-group partitions carry the lag)."""
-    names: set[str] = set()
-    for agent in app.agents.values():
-        names.update(getattr(agent.channel, "topics", ()) or ())
-    return names
 
 
 def publish_lag(lags: dict[tuple[str, int], int]) -> None:
@@ -374,73 +342,6 @@ def publish_lag(lags: dict[tuple[str, int], int]) -> None:
         CONSUMER_LAG.labels(topic=topic, partition=str(partition)).set(lag)
     _lag_series.clear()
     _lag_series.update(current)
-
-
-async def consumer_lag(app, topics: Iterable[str] | None = None, *, timeout_s: float = 5.0) -> dict[tuple[str, int], int]:
-    """Lag per assigned partition of ``topics`` (default: the agents' source topics).
-
-    lag = end offset (``consumer.highwaters``: a ListOffsets request, so it stays right while the
-    consumer is paused) − the offset Faust last committed (``consumer._committed_offset``, Kafka
-    semantics: the next offset to read).  A partition the group never committed counts from its
-    earliest offset.  Changelog and other internal partitions are left out unless named.
-    """
-    consumer = app.consumer
-    wanted = set(topics) if topics is not None else source_topics(app)
-    tps = sorted(tp for tp in consumer.assignment() if tp.topic in wanted)
-    if not tps:
-        return {}
-    ends = await asyncio.wait_for(consumer.highwaters(*tps), timeout_s)
-    committed = consumer._committed_offset  # faust-streaming keeps it per TP; .get() never inserts
-    unknown = [tp for tp in tps if committed.get(tp) is None]
-    earliest = await asyncio.wait_for(consumer.earliest_offsets(*unknown), timeout_s) if unknown else {}
-    lags = {}
-    for tp in tps:
-        end = ends.get(tp)
-        if end is None:
-            continue
-        done = committed.get(tp)
-        if done is None:
-            done = earliest.get(tp, 0)
-        lags[(tp.topic, tp.partition)] = max(0, int(end) - int(done))
-    return lags
-
-
-async def sample_lag(app, topics: Iterable[str] | None = None, *, timeout_s: float = 5.0,
-                     rename: Callable[[str], str] = lambda topic: topic,
-                     extra: Callable[[], dict[tuple[str, int], int]] | None = None) -> dict[tuple[str, int], int]:
-    """Refresh ``ripple_consumer_lag`` from ``app``'s consumer; never raises (call from an ``app.timer``).
-
-    ``rename`` maps Kafka topic names to label values (e.g. strips the topic prefix so lag is
-    labelled with the same logical names as the other metrics).  Returns the lags published
-    (``{}`` while the consumer is not started or on error).  ``extra()`` adds the lags of a
-    consumer outside Faust (the batch engagement engine's), keyed by Kafka topic name too.
-    """
-    try:
-        lags = await consumer_lag(app, topics, timeout_s=timeout_s)
-        if extra is not None:
-            lags.update(extra())
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # a metrics sampler must never take the worker down
-        log.debug("consumer lag not sampled: %s: %s", type(exc).__name__, exc)
-        return {}
-    lags = {(rename(topic), partition): lag for (topic, partition), lag in lags.items()}
-    publish_lag(lags)
-    return lags
-
-
-# --- Faust sensors ----------------------------------------------------------------------------
-_faust_metrics = None
-
-
-def _faust_sensor_metrics():
-    """Faust's ``FaustMetrics`` in :data:`REGISTRY`, created once per process (prefix ``ripple_faust``)."""
-    global _faust_metrics
-    if _faust_metrics is None:
-        from faust.sensors.prometheus import FaustMetrics
-
-        _faust_metrics = FaustMetrics.create(REGISTRY, "ripple_faust")
-    return _faust_metrics
 
 
 def _rebalance_sensor():
@@ -468,7 +369,7 @@ def attach_faust_sensors(app, *, faust_sensor: bool = True) -> None:
     if faust_sensor:
         from faust.sensors.prometheus import PrometheusMonitor
 
-        app.monitor = PrometheusMonitor(metrics=_faust_sensor_metrics())
+        app.monitor = PrometheusMonitor(metrics=faust_sensor_metrics())
     app.sensors.add(_rebalance_sensor())
 
 
@@ -497,23 +398,3 @@ def start_http(host: str = "127.0.0.1", port: int = 0) -> MetricsServer:
     bound_host, bound_port = httpd.server_address[:2]
     log.info("Prometheus metrics on http://%s:%d/metrics", bound_host, bound_port)
     return MetricsServer(host=bound_host, port=bound_port, _httpd=httpd)
-
-
-# --- garbage collector --------------------------------------------------------------------------
-_gc_started: list[float] = []
-
-
-def _on_gc(phase: str, info: dict) -> None:
-    if phase == "start":
-        _gc_started.append(time.perf_counter())
-    elif _gc_started:
-        GC_PAUSE_SECONDS.observe(time.perf_counter() - _gc_started.pop())
-
-
-def watch_gc_pauses() -> None:
-    """Time every collection into ``ripple_gc_pause_seconds`` (idempotent).  A full collection
-    walks the whole heap; such pauses were the worker's latency tail (see streams/gc_tuning.py)."""
-    import gc
-
-    if _on_gc not in gc.callbacks:
-        gc.callbacks.append(_on_gc)

@@ -15,7 +15,7 @@ from processors.recommender import Recommender, RecommenderConfig
 from processors.replies import ReplyConfig, ReplySuggester
 from processors.reply_bank import ResponseBank
 from ripple.settings import Settings
-from streams import gc_tuning, metrics, security
+from streams import gc_tuning, metrics, metrics_sources, security
 from streams import agents, engagement_engine
 from streams.app import build_app
 from streams.topics import ensure_topics
@@ -68,5 +68,5 @@ def run_worker(settings: Settings) -> None:
     agents.register(rt, engine_lags=engine.lags)
     worker = faust.Worker(rt.app, loglevel=settings.log_level)
     gc_tuning.tune(settings.gc_threshold)  # start-up done: freeze it out of collections (streams/gc_tuning.py)
-    metrics.watch_gc_pauses()
+    metrics_sources.watch_gc_pauses()
     worker.execute_from_commandline()

@@ -16,7 +16,7 @@ from processors.recommender import Recommender, RecommenderConfig
 from ripple.settings import Settings
 from streams import metrics
 from streams.app import ENGAGEMENT_TOPICS, OUTPUT_TOPICS, Runtime
-from streams.engagement_engine import EngagementEngine, changelog_topic, consumer_group
+from streams.engagement_engine import EngagementEngine, consumer_group
 from streams.memory_broker import MemoryBroker, MemoryIO
 
 PARTITIONS = 2

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from processors.events import Rejected, decode
-from streams import metrics
+from streams import metrics, metrics_sources
 
 ROOT = Path(__file__).resolve().parents[2]
 METRIC_CLASSES = {"Counter", "Gauge", "Histogram", "Summary", "Info", "Enum"}
@@ -157,7 +157,7 @@ def test_event_to_recommendation_latency_is_clamped_at_zero():
 
 
 def test_recommendation_clock_measures_from_the_oldest_pending_event():
-    clock = metrics.RecommendationClock(limit=2)
+    clock = metrics_sources.RecommendationClock(limit=2)
     count = value("ripple_event_to_recommendation_seconds_count", agent="engage")
     clock.saw("u1", 100.0)
     clock.saw("u1", 104.0)  # still waiting since 100
@@ -243,7 +243,7 @@ def test_consumer_lag_per_partition_skips_internal_topics():
         committed={likes0: 100, likes1: 7},  # comments0 never committed → counted from earliest
         earliest={comments0: 10},
     )
-    lags = asyncio.run(metrics.sample_lag(fake_app(consumer)))
+    lags = asyncio.run(metrics_sources.sample_lag(fake_app(consumer)))
     assert lags == {("likes", 0): 20, ("likes", 1): 0, ("comments", 0): 40}
     assert value("ripple_consumer_lag", topic="likes", partition="0") == 20
     assert metrics.REGISTRY.get_sample_value("ripple_consumer_lag", {"topic": "ripple-profiles-changelog", "partition": "0"}) is None
@@ -252,10 +252,10 @@ def test_consumer_lag_per_partition_skips_internal_topics():
 def test_lag_series_of_revoked_partitions_disappear():
     a, b = TP("likes", 0), TP("likes", 1)
     consumer = FakeConsumer([a, b], ends={a: 5, b: 9}, committed={a: 5, b: 1})
-    asyncio.run(metrics.sample_lag(fake_app(consumer)))
+    asyncio.run(metrics_sources.sample_lag(fake_app(consumer)))
     assert value("ripple_consumer_lag", topic="likes", partition="1") == 8
     consumer.assigned = {a}  # rebalance moved partition 1 to another worker
-    asyncio.run(metrics.sample_lag(fake_app(consumer)))
+    asyncio.run(metrics_sources.sample_lag(fake_app(consumer)))
     assert metrics.REGISTRY.get_sample_value("ripple_consumer_lag", {"topic": "likes", "partition": "1"}) is None
     assert metrics.REGISTRY.get_sample_value("ripple_consumer_lag", {"topic": "likes", "partition": "0"}) == 0
 
@@ -265,13 +265,13 @@ def test_sample_lag_never_raises():
         def assignment(self):
             raise RuntimeError("Consumer thread not yet started")
 
-    assert asyncio.run(metrics.sample_lag(fake_app(NotStarted([], {}, {})))) == {}
+    assert asyncio.run(metrics_sources.sample_lag(fake_app(NotStarted([], {}, {})))) == {}
 
 
 def test_explicit_topics_override_the_agents_sources():
     a, b = TP("likes", 0), TP("posts", 0)
     consumer = FakeConsumer([a, b], ends={a: 3, b: 4}, committed={a: 0, b: 0})
-    assert asyncio.run(metrics.consumer_lag(fake_app(consumer), ["posts"])) == {("posts", 0): 4}
+    assert asyncio.run(metrics_sources.consumer_lag(fake_app(consumer), ["posts"])) == {("posts", 0): 4}
 
 
 # --- Faust sensors --------------------------------------------------------------------------------
@@ -325,8 +325,8 @@ def test_gc_pauses_are_timed():
     import gc
 
     count = lambda: metrics.REGISTRY.get_sample_value("ripple_gc_pause_seconds_count")
-    metrics.watch_gc_pauses()
-    metrics.watch_gc_pauses()  # idempotent: one hook
+    metrics_sources.watch_gc_pauses()
+    metrics_sources.watch_gc_pauses()  # idempotent: one hook
     before = count()
     gc.collect()
     gc.collect(0)
