@@ -118,6 +118,16 @@ LIKES = [(f"u{i % 5}", f"p{i % 12}") for i in range(40)]
 EXPECTED = dict(Counter(u for u, _ in LIKES))
 
 
+async def _one_worker_through_the_first_half(guarantee: str) -> tuple[Settings, MemoryBroker, Worker]:
+    """A broker and one worker that has processed and committed the first half of :data:`LIKES`."""
+    settings = _settings(guarantee)
+    broker = _broker(settings)
+    worker = Worker(broker, settings)
+    await _produce(broker, settings, LIKES[:20])
+    await _until(lambda: _committed_all(broker, settings))
+    return settings, broker, worker
+
+
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_batch_is_folded_published_saved_and_committed(guarantee):
     async def run():
@@ -143,11 +153,7 @@ def test_a_batch_is_folded_published_saved_and_committed(guarantee):
 def test_a_worker_killed_before_its_commit_is_replaced_without_losing_or_repeating_state(guarantee):
     """The kill lands after a batch's messages and profiles were written, before its commit."""
     async def run():
-        settings = _settings(guarantee)
-        broker = _broker(settings)
-        first = Worker(broker, settings)
-        await _produce(broker, settings, LIKES[:20])
-        await _until(lambda: _committed_all(broker, settings))
+        settings, broker, first = await _one_worker_through_the_first_half(guarantee)
         first.io.kill_at_next_commit()
         await _produce(broker, settings, LIKES[20:])
         await _until(lambda: first.task.done())  # the run loop ended on the kill
@@ -175,11 +181,7 @@ def test_a_worker_killed_before_its_commit_is_replaced_without_losing_or_repeati
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_second_worker_takes_half_the_partitions_and_nothing_is_lost(guarantee):
     async def run():
-        settings = _settings(guarantee)
-        broker = _broker(settings)
-        first = Worker(broker, settings)
-        await _produce(broker, settings, LIKES[:20])
-        await _until(lambda: _committed_all(broker, settings))
+        settings, broker, first = await _one_worker_through_the_first_half(guarantee)
         second = Worker(broker, settings)
         await _until(lambda: first.engine.store.ready and second.engine.store.ready)
         await _produce(broker, settings, LIKES[20:])
@@ -199,11 +201,7 @@ def test_a_zombie_worker_is_fenced_and_its_writes_are_never_committed(caplog):
     """``exactly_once``: a worker whose session expired while it was paused still holds records
     and tries to commit them; the worker that took its partitions fenced it first."""
     async def run():
-        settings = _settings("exactly_once")
-        broker = _broker(settings)
-        zombie = Worker(broker, settings)
-        await _produce(broker, settings, LIKES[:20])
-        await _until(lambda: _committed_all(broker, settings))
+        settings, broker, zombie = await _one_worker_through_the_first_half("exactly_once")
         zombie.engine.consumer._leave()  # its session expired; it does not know yet
         heir = Worker(broker, settings)
         await _until(lambda: heir.engine.store.ready == set(range(PARTITIONS)))
