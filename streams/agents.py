@@ -33,7 +33,6 @@ def register(rt: Runtime, engine_lags=None) -> None:
         embed = metrics.instrument_embed(rt.embedder.embed, "post")
         async for events in stream.take_events(s.embed_batch_size, within=s.embed_batch_window_s):
             with metrics.observe_latency("embed_posts"):
-                rt.posts.restore_catalog()
                 valid: list[Post] = []
                 partitions: list[int] = []  # where each valid post was read from
                 for event in await _with_skipped(rt, "embed_posts", events):

@@ -347,14 +347,13 @@ class EngagementEngine(ConsumerRebalanceListener):
         return profiles
 
 
-def register(rt: Runtime) -> EngagementEngine:
+def register(rt: Runtime, catalog_ready: asyncio.Event) -> EngagementEngine:
     """Run the engine as a task of ``rt.app`` (started and cancelled with the Faust worker)."""
     engine = EngagementEngine(rt)
 
     @rt.app.task
     async def engage_batches():
-        await rt.app.tables.recovery.completed.wait()  # the posts table (the catalog) is recovered first
-        rt.posts.restore_catalog()
+        await catalog_ready.wait()  # every post written before the start is in the catalog first
         await engine.run()
 
     return engine

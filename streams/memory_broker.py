@@ -228,6 +228,9 @@ class MemoryConsumer:
         for tp in tps:
             self.positions[tp] = 0
 
+    async def end_offsets(self, tps) -> dict[TopicPartition, int]:
+        return {tp: self.broker.stable_end(tp, self.read_committed) for tp in tps}
+
     async def position(self, tp: TopicPartition) -> int:
         return self.positions[tp]
 

@@ -1,5 +1,5 @@
-"""The posts table: embedded posts kept in a Faust table (compacted changelog) and the in-memory
-catalog rebuilt from it after a restart.
+"""The posts table: the posts a worker embedded, kept in a Faust table whose compacted changelog
+is the global catalog every worker follows (:mod:`streams.catalog_follower`).
 
 Each post's changelog record goes to the partition the post was read from, so under
 ``exactly_once`` it commits in Faust's transaction with the post's input offset; a post that
@@ -9,15 +9,12 @@ leaves the bounded catalog leaves the table too.
 from __future__ import annotations
 
 import base64
-import logging
 
 import faust
 import numpy as np
 
 from processors.events import Post
 from processors.recommender import Recommender
-
-log = logging.getLogger("ripple.worker")
 
 
 def encode_vector(v: np.ndarray) -> str:
@@ -29,22 +26,11 @@ def decode_vector(s: str) -> np.ndarray:
 
 
 class PostsTable:
-    """``table`` (a Faust table of ``app``) and ``recommender``'s catalog, kept in step."""
+    """``table`` (a Faust table of ``app``): the posts this worker embedded, written to the
+    changelog every worker's catalog follows (:mod:`streams.catalog_follower`)."""
 
     def __init__(self, app: faust.App, table: faust.Table, recommender: Recommender):
         self.app, self.table, self.recommender = app, table, recommender
-        self.restored = False
-
-    def restore_catalog(self) -> None:
-        """Rebuild the in-memory catalog from the recovered table (once, after recovery)."""
-        if self.restored:
-            return
-        self.restored = True
-        items = sorted(((k, v) for k, v in self.table.items() if v), key=lambda kv: kv[1]["created_at"])
-        if items:
-            posts = [Post(k, v["author_id"], "", v["created_at"]) for k, v in items]
-            self.forget(self.recommender.on_posts(posts, np.stack([decode_vector(v["embedding"]) for _, v in items])))
-            log.info("catalog rebuilt from table: %d posts", len(items))
 
     def remember(self, posts: list[Post], vectors: np.ndarray, partitions: list[int]) -> None:
         """Add embedded posts to the catalog and the table; ``partitions``: where each was read from."""

@@ -62,11 +62,11 @@ async def ensure_topics(settings: Settings) -> None:
     names = all_topics(settings)
     auth = security.kafka_client_kwargs(settings)
     await create_topics(settings.broker, names, settings.partitions, settings.replication_factor, **auth)
-    # the engagement engine's profiles changelog (Faust creates the posts table's itself)
-    await create_topics(settings.broker, [f"{settings.app_id}-profiles-changelog"], settings.partitions,
-                        settings.replication_factor, configs={"cleanup.policy": "compact"}, **auth)
-    # the changelogs, if they already exist, must match too
+    # the compacted changelogs: the engine's profiles and the posts table's, which every worker's
+    # catalog follower reads from the start (created here, before any worker reads or writes them)
     changelogs = [f"{settings.app_id}-{table}-changelog" for table in TABLES]
+    await create_topics(settings.broker, changelogs, settings.partitions, settings.replication_factor,
+                        configs={"cleanup.policy": "compact"}, **auth)
     counts = await partition_counts(settings.broker, names + changelogs, **auth)
     wrong = {t: n for t, n in counts.items() if n != settings.partitions}
     if wrong:

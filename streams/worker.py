@@ -16,7 +16,7 @@ from processors.replies import ReplyConfig, ReplySuggester
 from processors.reply_bank import ResponseBank
 from ripple.settings import Settings
 from streams import gc_tuning, metrics, metrics_sources, security
-from streams import agents, engagement_engine
+from streams import agents, catalog_follower, engagement_engine
 from streams.app import build_app
 from streams.topics import ensure_topics
 
@@ -64,7 +64,8 @@ def run_worker(settings: Settings) -> None:
                          "check RIPPLE_BROKER and RIPPLE_SECURITY_PROTOCOL / RIPPLE_SASL_*") from None
     rt = build_app(settings, embedder, recommender_for(settings, embedder.dim),
                    replies=replies_for(settings, embedder, sentiment), sentiment=sentiment)
-    engine = engagement_engine.register(rt)
+    catalog = catalog_follower.register(rt)
+    engine = engagement_engine.register(rt, catalog.caught_up)
     agents.register(rt, engine_lags=engine.lags)
     worker = faust.Worker(rt.app, loglevel=settings.log_level)
     gc_tuning.tune(settings.gc_threshold)  # start-up done: freeze it out of collections (streams/gc_tuning.py)

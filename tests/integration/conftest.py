@@ -54,8 +54,9 @@ def worker_factory(bootstrap, topic_prefix, onnx_model, ripple_home, tmp_path):
     procs = []
 
     def start(app_id: str | None = None, **overrides):
-        settings = Settings(broker=bootstrap, topic_prefix=topic_prefix, app_id=app_id or f"ripple-{uuid.uuid4().hex[:8]}",
-                            home=ripple_home, partitions=2, rec_min_interval_s=0.3, onnx_provider="cpu", **overrides)
+        values = dict(broker=bootstrap, topic_prefix=topic_prefix, app_id=app_id or f"ripple-{uuid.uuid4().hex[:8]}",
+                      home=ripple_home, partitions=2, rec_min_interval_s=0.3, onnx_provider="cpu")
+        settings = Settings(**{**values, **overrides})
         asyncio.run(ensure_topics(settings))  # as an operator would: topics exist before producers write
         proc = start_worker(settings, tmp_path / f"worker-{len(procs)}.log")
         procs.append(proc)
