@@ -7,22 +7,11 @@ import numpy as np
 import pytest
 
 from processors.co_engagement import CoEngagement
-from ripple.eval_recs import (
-    ISGD,
-    FactorsOnly,
-    Interaction,
-    Interactions,
-    RecentPopularity,
-    RippleSystem,
-    build_systems,
-    eval_config,
-    evaluate,
-    format_summary,
-    load_interactions,
-    load_movielens,
-    replay,
-    summarize,
-)
+from ripple.eval_baselines import ISGD, FactorsOnly, RecentPopularity
+from ripple.eval_comparison import build_systems, evaluate, format_summary
+from ripple.eval_data import Interaction, Interactions, load_interactions, load_movielens
+from ripple.eval_prequential import replay, summarize
+from ripple.eval_ripple import RippleSystem, eval_config
 
 
 class BagOfWords:

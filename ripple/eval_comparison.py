@@ -1,0 +1,133 @@
+"""Ripple against the baselines on one interaction data set: embed the item texts, replay the
+events prequentially through every system, summarise, plot, and format the table.
+
+Systems, all in the same run: Ripple (:mod:`ripple.eval_ripple`; items are posts whose text is
+embedded once, up front), popularity, ISGD and FunkMF (:mod:`ripple.eval_baselines`; FunkMF
+with the learning rate and negatives that suit it best alone, see ``FUNKMF_LEARNING_RATE``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from processors.protocols import Embedder
+from processors.recommender import RecommenderConfig
+from ripple.eval_baselines import (
+    FUNKMF_LEARNING_RATE,
+    FUNKMF_NEGATIVES,
+    ISGD,
+    POP_HALF_LIFE_S,
+    FactorsOnly,
+    RecentPopularity,
+)
+from ripple.eval_data import Interactions
+from ripple.eval_plot import plot_moving_hr
+from ripple.eval_prequential import System, replay, summarize
+from ripple.eval_ripple import RippleSystem, eval_config
+
+
+def embed_items(embedder: Embedder, texts: Sequence[str], batch_size: int = 256, progress: bool = True) -> np.ndarray:
+    out = [np.zeros((0, embedder.dim), dtype=np.float32)]
+    for i in tqdm(range(0, len(texts), batch_size), desc="embed items", unit="batch", disable=not progress, file=sys.stderr):
+        out.append(np.asarray(embedder.embed(list(texts[i:i + batch_size])), dtype=np.float32))
+    return np.concatenate(out)
+
+
+def build_systems(data: Interactions, embeddings: np.ndarray, k: int = 10, popularity_half_life_s: float = POP_HALF_LIFE_S,
+                  ripple_config: RecommenderConfig | None = None, seed: int = 0) -> list[System]:
+    """Ripple (real ``Recommender`` + ``ImplicitMF``) and the three baselines over ``data.items``."""
+    from models.factors import ImplicitMF
+
+    items = data.items
+    t0 = data.events[0].ts if data.events else 0.0
+    config = ripple_config or eval_config(len(items), k)
+    return [
+        RippleSystem(items, embeddings, config, factors=ImplicitMF(seed=42 + seed), t0=t0),
+        RecentPopularity(items, popularity_half_life_s),
+        ISGD(items, seed=seed),
+        FactorsOnly(items, ImplicitMF(learning_rate=FUNKMF_LEARNING_RATE, seed=42 + seed), negatives=FUNKMF_NEGATIVES,
+                    seed=seed),
+    ]
+
+
+def evaluate(data: Interactions, embedder: Embedder, *, k: int = 10, limit: int | None = None, out_png: Path | None = None,
+             window: int = 1000, progress: bool = True, systems: Sequence[System] | None = None,
+             report_after: int | None = None, **system_options) -> dict:
+    """Embed the items, replay ``data`` (first ``limit`` events) through every system, summarise, plot.
+
+    ``report_after=N`` also summarises the scored events after the first ``N`` (``result["after"]``),
+    e.g. the part of the stream that was not looked at while tuning.
+    """
+    t_start = time.perf_counter()
+    events = data.events[:limit] if limit is not None else data.events
+    data = replace(data, events=events)
+    embed_s = 0.0
+    if systems is None:
+        t = time.perf_counter()
+        emb = embed_items(embedder, [data.texts[i] for i in data.items], progress=progress)
+        embed_s = time.perf_counter() - t
+        systems = build_systems(data, emb, k, **system_options)
+    t = time.perf_counter()
+    traces = replay(events, systems, k, progress)
+    replay_s = time.perf_counter() - t
+    result = {
+        "dataset": data.name,
+        "events": len(events),
+        "scored": int(len(next(iter(traces.values())).ranks)) if traces else 0,
+        "users": len({e.user for e in events}),
+        "items": len(data.items),
+        "k": k,
+        "embed_s": round(embed_s, 2),
+        "replay_s": round(replay_s, 2),
+        "systems": summarize(traces, k),
+    }
+    if report_after:
+        at = next(iter(traces.values())).scored_at if traces else None
+        result["after"] = {"from": report_after, "scored": int((at >= report_after).sum()) if at is not None else 0,
+                           "systems": summarize(traces, k, after=report_after)}
+    if out_png is not None:
+        result["plot"] = str(plot_moving_hr(traces, out_png, k, window, title=f"{data.name}: prequential HR@{k} "
+                                                                        f"(moving window {window} events)",
+                                                    mark=report_after))
+    result["seconds"] = round(time.perf_counter() - t_start, 2)
+    result["traces"] = traces
+    return result
+
+
+def format_summary(result: dict) -> str:
+    """The table printed by ``ripple eval recs``."""
+    k = result["k"]
+    lines = [f"prequential top-{k} on {result['dataset']}: {result['events']} events ({result['scored']} scored), "
+             f"{result['users']} users, {result['items']} items; replay {result['replay_s']:.0f} s",
+             f"{'system':<12}{f'HR@{k}':>9}{f'NDCG@{k}':>10}{'µs/event':>11}{'recommend µs':>14}{'learn µs':>10}",
+             "-" * 66]
+    for name, m in result["systems"].items():
+        lines.append(f"{name:<12}{m[f'HR@{k}']:>9.4f}{m[f'NDCG@{k}']:>10.4f}{m['us_per_event']:>11.0f}"
+                     f"{m['recommend_us']:>14.0f}{m['learn_us']:>10.0f}")
+    lines += _ratios(result["systems"], k)
+    if "after" in result:
+        after = result["after"]
+        lines += ["", f"events after the first {after['from']} only ({after['scored']} scored):",
+                  f"{'system':<12}{f'HR@{k}':>9}{f'NDCG@{k}':>10}", "-" * 31]
+        lines += [f"{name:<12}{m[f'HR@{k}']:>9.4f}{m[f'NDCG@{k}']:>10.4f}" for name, m in after["systems"].items()]
+        lines += _ratios(after["systems"], k)
+    if "plot" in result:
+        lines.append(f"moving HR@{k} plot: {result['plot']}")
+    return "\n".join(lines)
+
+
+def _ratios(s: dict[str, dict], k: int) -> list[str]:
+    if "Ripple" not in s or "popularity" not in s or s["popularity"][f"HR@{k}"] <= 0:
+        return []
+    best_mf = max((n for n in s if n not in ("Ripple", "popularity")), key=lambda n: s[n][f"HR@{k}"], default=None)
+    line = f"Ripple HR@{k} = {s['Ripple'][f'HR@{k}'] / s['popularity'][f'HR@{k}']:.2f}x popularity"
+    if best_mf is not None and s[best_mf][f"HR@{k}"] > 0:
+        line += f", {s['Ripple'][f'HR@{k}'] / s[best_mf][f'HR@{k}']:.2f}x the best MF baseline ({best_mf})"
+    return [line]

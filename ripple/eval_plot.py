@@ -1,0 +1,50 @@
+"""The moving HR@k of every system over a prequential replay, as a PNG (matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ripple.eval_prequential import Trace
+
+
+def moving_hr(trace: Trace, window: int) -> np.ndarray:
+    hit = (trace.ranks >= 0).astype(np.float64)
+    window = max(1, min(window, len(hit)))
+    return np.convolve(hit, np.ones(window) / window, mode="valid") if len(hit) else hit
+
+
+def plot_moving_hr(traces: dict[str, Trace], path: Path, k: int = 10, window: int = 1000, title: str = "",
+                   mark: int | None = None) -> Path:
+    """PNG of the moving HR@k (trailing ``window`` scored events) of every system; ``mark``: a
+    dashed line where the scored events from event index ``mark`` on begin (e.g. end of tuning)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # optional: pip install 'ripple-recs[eval]'
+        raise RuntimeError("the plot needs matplotlib: pip install matplotlib (the 'eval' extra)") from exc
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=110)
+    for name, t in traces.items():
+        y = moving_hr(t, window)
+        x = np.arange(len(y)) + min(window, max(len(t.ranks), 1))
+        hr = float((t.ranks >= 0).mean()) if len(t.ranks) else 0.0
+        ax.plot(x, y, label=f"{name} (HR@{k} {hr:.3f})", linewidth=1.2)
+    at = next(iter(traces.values())).scored_at if traces else None
+    if mark and at is not None and (at >= mark).any():
+        ax.axvline(int(np.argmax(at >= mark)), color="grey", linestyle="--", linewidth=1)
+        ax.text(int(np.argmax(at >= mark)), ax.get_ylim()[1], f" events after {mark}: not used for tuning",
+                va="top", ha="left", fontsize=8, color="grey")
+    ax.set_xlabel("scored event (prequential order)")
+    ax.set_ylabel(f"HR@{k}, moving window of {window}")
+    ax.set_title(title or f"prequential HR@{k}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=min(4, max(len(traces), 1)), fontsize=8, frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
