@@ -85,6 +85,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.batches = 0
         self.committed: dict[TopicPartition, int] = {}  # next offset to read, as committed
         self.position: dict[TopicPartition, int] = {}  # next offset to fold; records before it are re-deliveries
+        self.unrestored: set[int] = set()  # assigned partitions whose read-back failed: tried again each batch
         self.finishing: asyncio.Future | None = None  # the newest batch's _finish (each awaits the one before)
         self.before: asyncio.Future | None = None  # the _finish of the batch before it
         self.exactly_once = s.processing_guarantee == "exactly_once"
@@ -135,6 +136,8 @@ class EngagementEngine(ConsumerRebalanceListener):
         rt = self.rt
         if self.finishing is not None and self.finishing.done():
             self.finishing.result()  # a failed finish (the broker refused our writes) stops the engine
+        if self.unrestored:
+            await self._try_assign(set(self.unrestored))
         batch = self._unseen(self._restored_only(batch))
         if batch and not self.batches:  # ripple bench times a drain from this line (devtools/bench_timing.py)
             log.info("engage: first batch of %d records at %.6f (unix time)", sum(map(len, batch.values())), time.time())
@@ -231,7 +234,7 @@ class EngagementEngine(ConsumerRebalanceListener):
             return
         log.warning("engage: the transaction of partition %d was aborted (%s); reading its state back",
                     p, type(failure.cause).__name__)
-        await self._assign({p})
+        await self._try_assign({p})
 
     async def settled(self) -> None:
         """Wait until every processed batch has finished (outputs, profiles and offsets written)."""
@@ -290,6 +293,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         async with self.lock:  # the batch in flight finishes and commits first
             await self.settled()
             gone = {tp.partition for tp in revoked}
+            self.unrestored -= gone
             self._drop_partitions(gone)
             if self.transactions is not None:
                 await self.transactions.stop(gone)
@@ -303,7 +307,19 @@ class EngagementEngine(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         async with self.lock:  # no batch is folded while profiles are being read back
-            await self._assign({tp.partition for tp in assigned})
+            await self._try_assign({tp.partition for tp in assigned})
+
+    async def _try_assign(self, partitions: set[int]) -> None:
+        """:meth:`_assign`, never raising: a partition whose profiles could not be read back stays
+        not ready (its records are fetched again, not folded) and is tried again next batch."""
+        try:
+            await self._assign(partitions)
+            self.unrestored -= partitions
+        except Exception as exc:  # the broker away, a transactional producer that cannot start, ...
+            self.unrestored |= partitions - self.store.ready
+            metrics.record_engine_outcomes({"restore_failed": 1})
+            log.error("engage: reading back partitions %s failed (%s: %s); trying again with the next batch",
+                      sorted(partitions - self.store.ready), type(exc).__name__, exc)
 
     async def _assign(self, partitions: set[int]) -> None:
         parts = sorted(partitions - self.store.ready)

@@ -76,7 +76,8 @@ ONNX_KINDS = ("post", "comment", "reply", "other")
 AGENTS = ("embed_posts", "engage", "suggest_replies")
 #: the only label names any ``ripple_*`` metric may carry
 #: what the engagement engine did with a record or profile (``ripple_engine_records``)
-ENGINE_OUTCOMES = ("applied", "replay", "duplicate", "out_of_order", "evicted", "unreadable_profile", "unreadable_post")
+ENGINE_OUTCOMES = ("applied", "replay", "duplicate", "out_of_order", "evicted", "unreadable_profile", "unreadable_post",
+                   "restore_failed")
 #: what became of records a Faust agent's stream skipped (``ripple_skipped_records``)
 SKIPPED_OUTCOMES = ("refetched", "lost")
 ALLOWED_LABELS = frozenset({"topic", "kind", "reason", "agent", "partition", "outcome"})
@@ -143,7 +144,8 @@ REBALANCES = Counter(
 ENGINE_RECORDS = Counter(
     "ripple_engine_records", "What the engagement engine did, by outcome: records applied, replayed (already in "
     "the profile), duplicate (a repeated event_id), applied out of order; profiles evicted by the bounds; "
-    "changelog records that are not a profile or a post vector (skipped).", ["outcome"], registry=REGISTRY)
+    "changelog records that are not a profile or a post vector (skipped); read-backs of assigned partitions "
+    "that failed (tried again with the next batch).", ["outcome"], registry=REGISTRY)
 SKIPPED_RECORDS = Counter(
     "ripple_skipped_records", "Records a Faust agent's stream skipped, by outcome: refetched (re-read from the "
     "broker and processed) or lost (the re-read failed; not processed).", ["outcome"], registry=REGISTRY)

@@ -216,3 +216,33 @@ def test_a_zombie_worker_is_fenced_and_its_writes_are_never_committed(caplog):
     versions = Counter((m["user_id"], m["based_on_events"]) for m in committed)
     assert max(versions.values()) == 1, versions
     assert "was fenced by another worker" in caplog.text
+
+
+def test_a_failed_read_back_is_retried_and_nothing_is_lost(caplog):
+    """The first read-back of the assigned partitions fails (the broker away for a moment): the
+    engine neither stalls nor folds records into empty profiles; the next batch tries again."""
+    async def run():
+        settings = _settings("at_least_once")
+        broker = _broker(settings)
+        worker = Worker.__new__(Worker)
+        worker.io = MemoryIO(broker)
+        failures = []
+        real = worker.io.latest_values
+
+        async def flaky(topic, partitions):
+            if not failures:
+                failures.append(list(partitions))
+                raise ConnectionError("broker away")
+            return await real(topic, partitions)
+        worker.io.latest_values = flaky
+        rt = Runtime(settings=settings, app=None, embedder=None, recommender=_recommender(), replies=None,
+                     sentiment=None, topics={}, posts=None)
+        worker.engine = EngagementEngine(rt, worker.io)
+        worker.task = asyncio.ensure_future(worker.engine.run())
+        await _produce(broker, settings, LIKES)
+        await _until(lambda: _committed_all(broker, settings) and _events(broker, settings, EXPECTED) == EXPECTED)
+        await worker.stop()
+        return failures
+
+    assert asyncio.run(run()) == [[0, 1]]
+    assert "reading back partitions [0, 1] failed (ConnectionError" in caplog.text
