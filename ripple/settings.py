@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     engage_fork_min_users: int = Field(
         128, ge=0, description="The engagement engine scores a batch's recommendations in a forked child "
         "process (a copy-on-write snapshot of the worker's state, on another core, while the worker folds the next "
-        "batch) when at least this many users are due; fewer are scored in the worker itself (0: never fork; "
+        "batch) when at least this many users are due; fewer are scored in the worker itself (0: never fork; never "
+        "under exactly_once; "
         "Linux only, see streams/forked.py).")
     gc_threshold: int = Field(
         20_000, ge=0, description="Young-generation threshold of Python's garbage collector in the worker (Python's "

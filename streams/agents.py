@@ -21,9 +21,11 @@ from streams.security import kafka_client_kwargs
 log = logging.getLogger("ripple.worker")
 
 
-def register(rt: Runtime, engine_lags=None) -> None:
-    """The Faust agents and timers on ``rt.app``; ``engine_lags()`` gives the engagement
-    engine's lag per partition, sampled with Faust's own."""
+def register(rt: Runtime, catalog_ready: asyncio.Event, engine_lags=None) -> None:
+    """The Faust agents and timers on ``rt.app``.  ``catalog_ready``: set once the catalog holds
+    every post written before the start (posts are embedded only then: adding to the bounded
+    catalog while it is read back would evict the newest); ``engine_lags()`` gives the
+    engagement engine's lag per partition, sampled with Faust's own."""
     s = rt.settings
     app = rt.app
 
@@ -31,6 +33,7 @@ def register(rt: Runtime, engine_lags=None) -> None:
     async def embed_posts(stream):
         loop = asyncio.get_running_loop()
         embed = metrics.instrument_embed(rt.embedder.embed, "post")
+        await catalog_ready.wait()
         async for events in stream.take_events(s.embed_batch_size, within=s.embed_batch_window_s):
             with metrics.observe_latency("embed_posts"):
                 valid: list[Post] = []

@@ -100,14 +100,16 @@ class EngagementEngine(ConsumerRebalanceListener):
         s = self.rt.settings
         # no linger: a batch's messages are enqueued together, before the sender runs, so they are
         # batched anyway, and a linger would only hold every batch's finish (and the next batches) back
-        self.producer = self.io.producer(linger_ms=0, acks="all", enable_idempotence=True)
+        # (exactly_once writes through the per-partition transactional producers only)
+        self.producer = None if self.exactly_once else self.io.producer(linger_ms=0, acks="all", enable_idempotence=True)
         self.consumer = self.io.consumer(
             group_id=consumer_group(s), enable_auto_commit=False, auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,), max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=int(s.session_timeout_s * 1000),
             isolation_level="read_committed" if self.exactly_once else "read_uncommitted",
             heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000))
-        await self.producer.start()
+        if self.producer is not None:
+            await self.producer.start()
         try:
             await self.consumer.start()
             self.consumer.subscribe([s.topic(t) for t in ENGAGEMENT_TOPICS], listener=self)
@@ -123,10 +125,13 @@ class EngagementEngine(ConsumerRebalanceListener):
                 try:
                     await self.consumer.stop()  # leaves the group; everything processed was committed
                 finally:
-                    await self.producer.stop()
-                    if self.transactions is not None:
-                        await self.transactions.stop()
-                    self.scoring.close()
+                    try:
+                        if self.producer is not None:
+                            await self.producer.stop()
+                    finally:
+                        if self.transactions is not None:
+                            await self.transactions.stop()
+                        self.scoring.close()
 
     # -- one batch ---------------------------------------------------------------------
     async def process(self, batch: dict) -> None:
@@ -136,10 +141,13 @@ class EngagementEngine(ConsumerRebalanceListener):
         rt = self.rt
         if self.finishing is not None and self.finishing.done():
             self.finishing.result()  # a failed finish (the broker refused our writes) stops the engine
-        if self.unrestored:
-            await self._try_assign(set(self.unrestored))
+        if self.unrestored:  # partitions whose read-back failed: try again
+            retried = set(self.unrestored)
+            await self._try_assign(retried)
+            if self.exactly_once:  # the read-back moved them to their committed offsets: records in hand are stale
+                batch = {tp: records for tp, records in batch.items() if tp.partition not in retried}
         batch = self._unseen(self._restored_only(batch))
-        if batch and not self.batches:  # ripple bench times a drain from this line (devtools/bench_timing.py)
+        if any(batch.values()) and not self.batches:  # ripple bench times a drain from this line (devtools/bench_timing.py)
             log.info("engage: first batch of %d records at %.6f (unix time)", sum(map(len, batch.values())), time.time())
         with metrics.observe_latency("engage"):
             folded = self.step.fold_batch(batch, time.time(), publish=rt.recommender.due())
@@ -156,7 +164,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.position.update(offsets)
         if self.transactions is not None:
             await self._commit_transactions(outgoing, saves, offsets)
-            self.batches += bool(batch)
+            self.batches += any(batch.values())
             return
         sends = [self.producer.send(m.topic, m.value, key=m.key) for _, m in outgoing]
         if self.unsent is not None and not self.unsent.done():  # a child's messages go first (same users)
@@ -170,7 +178,7 @@ class EngagementEngine(ConsumerRebalanceListener):
             self.finishing = asyncio.ensure_future(self._finish(self.finishing, outputs, saves, offsets, forked, late))
             if forked is not None:
                 self.unsent = self.finishing
-        self.batches += bool(batch)
+        self.batches += any(batch.values())
 
     async def _finish(self, previous: asyncio.Future | None, outputs: list, saves: list, offsets: dict,
                       forked: ScoredInChild | None = None, late: tuple = ()) -> None:
@@ -234,6 +242,7 @@ class EngagementEngine(ConsumerRebalanceListener):
             return
         log.warning("engage: the transaction of partition %d was aborted (%s); reading its state back",
                     p, type(failure.cause).__name__)
+        await self.transactions.stop([p])  # a fresh producer: the old one may be in a fatal state
         await self._try_assign({p})
 
     async def settled(self) -> None:
@@ -291,12 +300,14 @@ class EngagementEngine(ConsumerRebalanceListener):
     # -- rebalancing -------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked) -> None:
         async with self.lock:  # the batch in flight finishes and commits first
-            await self.settled()
             gone = {tp.partition for tp in revoked}
-            self.unrestored -= gone
-            self._drop_partitions(gone)
-            if self.transactions is not None:
-                await self.transactions.stop(gone)
+            try:
+                await self.settled()
+            finally:  # the partitions are gone whatever happened to the last batch
+                self.unrestored -= gone
+                self._drop_partitions(gone)
+                if self.transactions is not None:
+                    await self.transactions.stop(gone)
 
     def _drop_partitions(self, gone: set[int]) -> None:
         """Forget the profiles, positions and readiness of partition numbers ``gone``."""

@@ -76,10 +76,21 @@ class PartitionTransactions:
     async def start(self, partitions) -> None:
         """Start (and so fence the previous owner of) each partition's producer not started yet."""
         new = [p for p in sorted(partitions) if p not in self.producers]
-        for p in new:
-            self.producers[p] = self.io.producer(transactional_id=transactional_id(self.app_id, p), acks="all",
-                                                 enable_idempotence=True, linger_ms=0)
-        await asyncio.gather(*(self.producers[p].start() for p in new))
+        made = {p: self.io.producer(transactional_id=transactional_id(self.app_id, p), acks="all",
+                                    enable_idempotence=True, linger_ms=0) for p in new}
+        started = await asyncio.gather(*(made[p].start() for p in new), return_exceptions=True)
+        failed = None
+        for p, result in zip(new, started):
+            if isinstance(result, BaseException):  # never kept: a producer that did not start fenced nobody
+                failed = failed or result
+                try:
+                    await made[p].stop()
+                except Exception:
+                    log.debug("stopping a producer that did not start failed", exc_info=True)
+            else:
+                self.producers[p] = made[p]
+        if failed is not None:
+            raise failed
 
     async def stop(self, partitions=None) -> None:
         """Stop the producers of ``partitions`` (all when None)."""

@@ -66,7 +66,7 @@ def run_worker(settings: Settings) -> None:
                    replies=replies_for(settings, embedder, sentiment), sentiment=sentiment)
     catalog = catalog_follower.register(rt)
     engine = engagement_engine.register(rt, catalog.caught_up)
-    agents.register(rt, engine_lags=engine.lags)
+    agents.register(rt, catalog.caught_up, engine_lags=engine.lags)
     worker = faust.Worker(rt.app, loglevel=settings.log_level)
     gc_tuning.tune(settings.gc_threshold)  # start-up done: freeze it out of collections (streams/gc_tuning.py)
     metrics_sources.watch_gc_pauses()

@@ -218,11 +218,12 @@ def test_a_zombie_worker_is_fenced_and_its_writes_are_never_committed(caplog):
     assert "was fenced by another worker" in caplog.text
 
 
-def test_a_failed_read_back_is_retried_and_nothing_is_lost(caplog):
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_failed_read_back_is_retried_and_nothing_is_lost(caplog, guarantee):
     """The first read-back of the assigned partitions fails (the broker away for a moment): the
     engine neither stalls nor folds records into empty profiles; the next batch tries again."""
     async def run():
-        settings = _settings("at_least_once")
+        settings = _settings(guarantee)
         broker = _broker(settings)
         worker = Worker.__new__(Worker)
         worker.io = MemoryIO(broker)
