@@ -101,14 +101,20 @@ class UserProfile:
         """Claim the event at ``position`` of ``source``: ``None`` = apply it, else why to skip it.
 
         ``"replay"``: that position was already folded in (redelivery after a restart).
-        ``"duplicate"``: its ``event_id`` is one of the user's last ``dedup_limit`` event ids (a
-        producer retry written at a new offset).  Events without ``event_id`` are never duplicates.
+        ``"duplicate"``: its ``event_id`` is one of the user's last ``dedup_limit`` event ids of
+        the same topic (a producer retry written at a new offset).  Events without ``event_id``
+        are never duplicates; the same id on another topic (a like and a share) is another event.
+
+        >>> p = UserProfile("u1")
+        >>> p.admit("likes:0", 1, "e1"), p.admit("likes:0", 2, "e1"), p.admit("shares:0", 1, "e1")
+        (None, 'duplicate', None)
         """
         if self.applied(source, position):
             return "replay"
         self.mark(source, position)
         if event_id is None or dedup_limit <= 0:
             return None
+        event_id = f"{source.rsplit(':', 1)[0]}/{event_id}"  # ids are unique per topic, not across topics
         if event_id in self.event_ids:
             return "duplicate"
         self.event_ids.append(event_id)

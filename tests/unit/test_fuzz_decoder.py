@@ -286,18 +286,19 @@ def test_producer_retries_are_applied_once(events, retried, rnd):
     with_retries = fold([(*ev, pos) for pos, ev in enumerate(stream)])
     without = fold([(*ev, pos) for pos, ev in enumerate(unique)])
     same_fold(with_retries, without)
-    assert with_retries.event_ids == [e[3] for e in unique][-100:]
+    assert with_retries.event_ids == [f"likes/{e[3]}" for e in unique][-100:]  # ids are kept per topic
 
 
 def test_dedup_window_is_bounded_and_replays_are_skipped():
     p = UserProfile("u")
     for i in range(250):
         assert p.admit("likes:0", i, f"e{i}", dedup_limit=50) is None
-    assert len(p.event_ids) == 50 and p.event_ids[0] == "e200"
+    assert len(p.event_ids) == 50 and p.event_ids[0] == "likes/e200"
     assert p.admit("likes:0", 250, "e249", dedup_limit=50) == "duplicate"
     assert p.admit("likes:0", 251, "e10", dedup_limit=50) is None  # forgotten: outside the window
     assert p.admit("likes:0", 100, "new", dedup_limit=50) == "replay"
     assert p.admit("likes:1", 0, None) is None and p.admit("likes:1", 1, None) is None  # no id: never a duplicate
+    assert p.admit("shares:0", 0, "e249", dedup_limit=50) is None  # the same id on another topic: another event
     assert UserProfile.from_dict(json.loads(json.dumps(p.to_dict()))) == p
 
 
