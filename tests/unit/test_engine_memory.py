@@ -247,3 +247,25 @@ def test_a_failed_read_back_is_retried_and_nothing_is_lost(caplog, guarantee):
 
     assert asyncio.run(run()) == [[0, 1]]
     assert "reading back partitions [0, 1] failed (ConnectionError" in caplog.text
+
+
+def test_user_ids_that_look_like_json_survive_a_restart_as_themselves():
+    """A user id with a leading quote is stored and read back under its own bytes: it neither
+    breaks the read-back of its partition nor merges with the unquoted id."""
+    likes = [('"e_quote', "p1"), ('"e_base"', "p2"), ("e_base", "p3"), ("e_base", "p4"), ("e_base", "p5")]
+    expected = dict(Counter(u for u, _ in likes))
+
+    async def run():
+        settings = _settings("at_least_once")
+        broker = _broker(settings)
+        first = Worker(broker, settings)
+        await _produce(broker, settings, likes)
+        await _until(lambda: _committed_all(broker, settings))
+        await first.stop()
+        second = Worker(broker, settings)
+        await _produce(broker, settings, [(u, "p6") for u in expected])  # one more each, after the restart
+        await _until(lambda: _committed_all(broker, settings)
+                     and _events(broker, settings, expected) == {u: n + 1 for u, n in expected.items()})
+        await second.stop()
+
+    asyncio.run(run())
