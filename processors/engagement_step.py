@@ -8,7 +8,7 @@ and returns one :class:`FoldedBatch`: the records to dead-letter (errors as data
 reason), the profiles to save and drop, the users due a recommendation, the counts for metrics,
 and the input offsets to commit.  Kafka I/O (fetching, sending, committing, transactions) stays
 in :mod:`streams.engagement_engine`; records are anything shaped like aiokafka's ``ConsumerRecord``
-(``topic``, ``partition``, ``offset``, ``timestamp`` in ms, ``value``).
+(``topic``, ``partition``, ``offset``, ``timestamp`` in ms, ``key``, ``value``).
 
 Examples
 --------
@@ -17,8 +17,8 @@ Examples
 >>> step = EngagementStep(Recommender(dim=4), ProfileStore(limit=100, ttl_s=0))
 >>> step.store.ready.add(0)
 >>> like = b'{"schema_version": 1, "user_id": "u1", "post_id": "p1"}'
->>> batch = {("likes", 0): [Rec(topic="likes", partition=0, offset=7, timestamp=10_000, value=like),
-...                         Rec(topic="likes", partition=0, offset=8, timestamp=10_000, value=b"{")]}
+>>> batch = {("likes", 0): [Rec(topic="likes", partition=0, offset=7, timestamp=10_000, key=b"u1", value=like),
+...                         Rec(topic="likes", partition=0, offset=8, timestamp=10_000, key=b"u1", value=b"{")]}
 >>> done = step.fold_batch(batch, now=10.0)
 >>> done.dirty, [reason[:12] for _, reason in done.dead_letters], done.offsets
 ({'u1': 0}, ['invalid JSON'], {('likes', 0): 9})
@@ -117,14 +117,14 @@ class FoldedBatch:
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
-Decoder = Callable[[str, bytes | None, float], object]
+Decoder = Callable[[str, bytes | None, float, bytes | None], object]
 
 
 class EngagementStep:
     """Decode and fold batches of engagement records into ``store`` and ``recommender``.
 
-    ``decoder(topic, value, default_ts)`` gives an event or a :class:`Rejected` (default:
-    :func:`processors.events.decode` with its default limits); ``logical`` maps a topic as read
+    ``decoder(topic, value, default_ts, key)`` gives an event or a :class:`Rejected` (default:
+    :func:`processors.events.decode` with its default limits, key not checked); ``logical`` maps a topic as read
     to its logical name (``<prefix>likes`` → ``likes``).
     """
 
@@ -132,7 +132,7 @@ class EngagementStep:
                  logical: Callable[[str], str] = str, sentiment: SentimentAnalyzer | None = None,
                  dedup_limit: int = 100):
         self.recommender, self.store = recommender, store
-        self.decoder = decoder or (lambda topic, value, ts: decode(topic, value, default_ts=ts))
+        self.decoder = decoder or (lambda topic, value, ts, key: decode(topic, value, default_ts=ts))
         self.logical, self.sentiment, self.dedup_limit = logical, sentiment, dedup_limit
 
     def fold_batch(self, batch: Mapping[object, Sequence], now: float, *, publish: Iterable[str] = ()) -> FoldedBatch:
@@ -145,7 +145,7 @@ class EngagementStep:
                 continue
             topic = self.logical(records[0].topic)
             for r in records:
-                ev = self.decoder(topic, r.value, (r.timestamp / 1000.0) or now)
+                ev = self.decoder(topic, r.value, (r.timestamp / 1000.0) or now, r.key)
                 if isinstance(ev, Rejected):
                     out.consumed[(topic, "invalid")] += 1
                     out.dead_letters.append((r, ev.reason))

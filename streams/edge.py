@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 import time
 
-from processors.events import Rejected, decode, dead_letter
+from processors.events import Engagement, Follow, Rejected, decode, dead_letter
 from processors.privacy import Pseudonymizer, redact_dead_letter
 from ripple.settings import Settings
 from streams import metrics
 
 log = logging.getLogger("ripple.worker")
+
+
+NO_KEY = object()  # decode() called without a record key: not checked
+MIS_KEYED = "mis-keyed: the record key is not the event's user_id (engagements must be keyed by user_id)"
 
 
 def pseudonymizer_for(settings: Settings) -> Pseudonymizer | None:
@@ -26,18 +30,25 @@ def pseudonymizer_for(settings: Settings) -> Pseudonymizer | None:
 
 
 class EdgeDecoder:
-    """``decode(topic, value, default_ts)``: the event of a record of logical ``topic``."""
+    """``decode(topic, value, default_ts, key)``: the event of a record of logical ``topic``.
+
+    With ``key`` given (the engagement engine gives it), an engagement or follow whose record key
+    is not its ``user_id`` is rejected: a producer that keys otherwise spreads one user's events
+    over partitions, and so over profiles that cannot both be right.
+    """
 
     def __init__(self, settings: Settings):
         self.limits = {"max_text_chars": settings.max_text_chars, "max_bytes": settings.max_message_bytes,
                        "max_future_s": settings.max_future_s}
         self.pseudonymizer = pseudonymizer_for(settings)
 
-    def decode(self, topic: str, value: bytes | None, default_ts: float):
+    def decode(self, topic: str, value: bytes | None, default_ts: float, key: bytes | None = NO_KEY):
         ev = decode(topic, value, default_ts=default_ts, **self.limits)
-        if self.pseudonymizer is None or isinstance(ev, Rejected):
+        if isinstance(ev, Rejected):
             return ev
-        return self.pseudonymizer(ev)
+        if key is not NO_KEY and isinstance(ev, (Engagement, Follow)) and key != ev.user_id.encode("utf-8"):
+            return Rejected(MIS_KEYED)
+        return ev if self.pseudonymizer is None else self.pseudonymizer(ev)
 
 
 class DeadLetters:

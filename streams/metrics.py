@@ -66,7 +66,7 @@ TOPICS = (*INPUT_TOPICS, "recommendations", "suggested-replies", "dead-letter", 
 #: event kinds of ``ripple_events_consumed_total`` (``invalid``: rejected before it had a kind)
 KINDS = ("post", "like", "comment", "share", "follow", "invalid", "other")
 #: dead-letter reason categories (see :func:`reason_category`)
-REASONS = ("invalid_json", "schema", "too_long", "empty", "unknown_topic", "invalid_event",
+REASONS = ("invalid_json", "schema", "too_long", "empty", "unknown_topic", "invalid_event", "mis_keyed",
            "processing_error", "other")
 #: model components counted by ``ripple_model_updates_total``
 MODEL_KINDS = ("factors", "profile", "reply_bank", "other")
@@ -74,12 +74,12 @@ MODEL_KINDS = ("factors", "profile", "reply_bank", "other")
 ONNX_KINDS = ("post", "comment", "reply", "other")
 #: the agents that report processing latency (streams/agents.py)
 AGENTS = ("embed_posts", "engage", "suggest_replies")
-#: the only label names any ``ripple_*`` metric may carry
 #: what the engagement engine did with a record or profile (``ripple_engine_records``)
 ENGINE_OUTCOMES = ("applied", "replay", "duplicate", "out_of_order", "evicted", "unreadable_profile", "unreadable_post",
                    "restore_failed")
 #: what became of records a Faust agent's stream skipped (``ripple_skipped_records``)
 SKIPPED_OUTCOMES = ("refetched", "lost")
+#: the only label names any ``ripple_*`` metric may carry
 ALLOWED_LABELS = frozenset({"topic", "kind", "reason", "agent", "partition", "outcome"})
 
 _REASON_PREFIXES = (
@@ -91,6 +91,7 @@ _REASON_PREFIXES = (
     ("unknown topic", "unknown_topic"),
     ("a user cannot follow themselves", "invalid_event"),
     ("invalid event", "invalid_event"),
+    ("mis-keyed", "mis_keyed"),
     ("processing error", "processing_error"),
     ("processing failed", "processing_error"),
 )

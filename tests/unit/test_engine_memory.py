@@ -269,3 +269,22 @@ def test_user_ids_that_look_like_json_survive_a_restart_as_themselves():
         await second.stop()
 
     asyncio.run(run())
+
+
+def test_a_mis_keyed_engagement_is_dead_lettered_and_the_rest_applied():
+    async def run():
+        settings = _settings("at_least_once")
+        broker = _broker(settings)
+        worker = Worker(broker, settings)
+        await _produce(broker, settings, LIKES)
+        doc = {"schema_version": 1, "user_id": "u0", "post_id": "p9"}
+        bad = broker.append(settings.topic("likes"), b"someone-else", json.dumps(doc).encode(), None, None, 1_000)
+        await broker.notify()
+        await _until(lambda: _committed_all(broker, settings) and _events(broker, settings, EXPECTED) == EXPECTED)
+        dead = [json.loads(e.value) for e in _read(broker, settings.topic("dead-letter"), committed_only=True)]
+        await worker.stop()
+        return dead, bad
+
+    dead, bad = asyncio.run(run())
+    assert [(d["partition"], d["offset"]) for d in dead] == [(bad.partition, bad.offset)]
+    assert dead[0]["reason"].startswith("mis-keyed")
