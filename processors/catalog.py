@@ -91,6 +91,19 @@ class PostCatalog:
     def __contains__(self, post_id: str) -> bool:
         return post_id in self._row
 
+    def claimed_by_another(self, post_id: str, author_id: str) -> bool:
+        """True if the catalog holds ``post_id`` under another author (a re-publication of someone
+        else's post id, which would make its author the recipient of replies meant for them).
+
+        >>> import numpy as np
+        >>> cat = PostCatalog(dim=2, capacity=4)
+        >>> cat.add("p1", "alice", 1.0, np.ones(2, dtype=np.float32))
+        >>> cat.claimed_by_another("p1", "mallory"), cat.claimed_by_another("p1", "alice"), cat.claimed_by_another("p2", "x")
+        (True, False, False)
+        """
+        known = self.author_of(post_id)
+        return known is not None and known != author_id
+
     def author_of(self, post_id: str) -> str | None:
         row = self._row.get(post_id)
         return None if row is None else self._authors[row]

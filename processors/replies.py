@@ -70,24 +70,34 @@ def recipient_for(comment: Engagement, post_author: str | None, parent_comment_a
 
 
 class CommentDirectory:
-    """Bounded LRU map comment_id → author, to resolve ``reply_to``.
+    """Bounded LRU map comment_id → author, to resolve ``reply_to``.  The first author of a
+    comment id keeps it: a comment re-published under another user's name does not redirect the
+    replies meant for its author.
 
     >>> d = CommentDirectory(capacity=2)
-    >>> d.add("c1", "alice"); d.add("c2", "bob"); d.author_of("c1")
-    'alice'
+    >>> d.add("c1", "alice"), d.add("c2", "bob"), d.author_of("c1")
+    (True, True, 'alice')
     >>> d.add("c3", "carol"); d.author_of("c2") is None, len(d)  # c2 was least recently used
+    True
     (True, 2)
+    >>> d.add("c1", "mallory"), d.author_of("c1")  # a hijack: refused
+    (False, 'alice')
     """
 
     def __init__(self, capacity: int = 200_000):
         self.capacity = capacity
         self._authors: OrderedDict[str, str] = OrderedDict()
 
-    def add(self, comment_id: str, author_id: str) -> None:
+    def add(self, comment_id: str, author_id: str) -> bool:
+        """Remember ``comment_id``'s author; False (nothing changed) if another author has it."""
+        known = self._authors.get(comment_id)
+        if known is not None and known != author_id:
+            return False
         self._authors[comment_id] = author_id
         self._authors.move_to_end(comment_id)
         while len(self._authors) > self.capacity:
             self._authors.popitem(last=False)
+        return True
 
     def author_of(self, comment_id: str | None) -> str | None:
         if comment_id is None or comment_id not in self._authors:

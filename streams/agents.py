@@ -40,6 +40,8 @@ def register(rt: Runtime, catalog_ready: asyncio.Event, engine_lags=None) -> Non
                 partitions: list[int] = []  # where each valid post was read from
                 for event in await _with_skipped(rt, "embed_posts", events):
                     ev = _decode_post(rt, event)
+                    if not isinstance(ev, Rejected) and rt.recommender.catalog.claimed_by_another(ev.post_id, ev.author_id):
+                        ev = Rejected("invalid event: the post_id belongs to another author")
                     if isinstance(ev, Rejected):
                         await rt.reject(event, ev.reason)
                     else:
