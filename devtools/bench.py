@@ -223,7 +223,7 @@ def _worker_run(s: Settings, config: BenchConfig, posts: list[dict], say, **auth
         worker = start_worker(s, log_path)
         group = engagement_engine.consumer_group(s)
         asyncio.run(wait_committed(b, group, [s.topic("likes")], timeout_s=600, alive=lambda: worker.poll() is None, **auth))
-        n, points = asyncio.run(_applied_events(b, f"{s.app_id}-profiles-changelog", config.events, timeout_s=60, **auth))
+        n, points = asyncio.run(_applied_events(b, engagement_engine.changelog_topic(s), config.events, timeout_s=60, **auth))
         start = engine_start(log_path, after=restarted)
         if start is not None and points:  # from the first batch's start to its last profile written
             t0, t1 = int(start * 1000), max(t for t, _ in points)

@@ -59,8 +59,9 @@ from streams.transactions import Outgoing, PartitionBatch, PartitionTransactions
 log = logging.getLogger("ripple.worker")
 
 
-def changelog_topic(rt: Runtime) -> str:
-    return f"{rt.settings.app_id}-profiles-changelog"
+def changelog_topic(settings) -> str:
+    """The compacted profiles changelog of the worker configured by ``settings``."""
+    return f"{settings.app_id}-profiles-changelog"
 
 
 def consumer_group(settings) -> str:
@@ -197,7 +198,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         outputs = outputs + [await send for send in late]
         if outputs:
             await asyncio.gather(*outputs)
-        changelog = changelog_topic(self.rt)
+        changelog = changelog_topic(self.rt.settings)
         acks = [await self.producer.send(changelog, value, key=key, partition=p) for key, value, p in saves]
         if acks:
             await asyncio.gather(*acks)
@@ -222,7 +223,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         batches: dict[int, PartitionBatch] = defaultdict(PartitionBatch)
         for home, message in outgoing:
             batches[home].messages.append(message)
-        changelog = changelog_topic(self.rt)
+        changelog = changelog_topic(self.rt.settings)
         for key, value, p in saves:
             batches[p].messages.append(Outgoing(changelog, value, key, p))
         for tp, offset in offsets.items():
@@ -360,7 +361,7 @@ class EngagementEngine(ConsumerRebalanceListener):
     async def _restore(self, parts: list[int]) -> list[UserProfile]:
         """The newest profile of every user in changelog ``parts`` (tombstones honoured); a record
         that is not a profile is logged by position and skipped, never fatal."""
-        latest = await self.io.latest_values(changelog_topic(self.rt), parts)
+        latest = await self.io.latest_values(changelog_topic(self.rt.settings), parts)
         profiles = []
         for raw in latest.values():
             if not raw:

@@ -53,7 +53,6 @@ class Group:
     def __init__(self):
         self.committed: dict[TopicPartition, int] = {}
         self.members: list["MemoryConsumer"] = []
-        self.generation = 0
         self.revoked: set["MemoryConsumer"] = set()
         self.assigned = asyncio.Event()
 
@@ -110,7 +109,6 @@ class MemoryBroker:
 
     # -- consumer groups ----------------------------------------------------------------
     def rebalance(self, group: Group) -> None:
-        group.generation += 1
         group.revoked = set()
         group.assigned = asyncio.Event()
         for member in group.members:

@@ -16,7 +16,7 @@ from processors.recommender import Recommender, RecommenderConfig
 from ripple.settings import Settings
 from streams import metrics
 from streams.app import ENGAGEMENT_TOPICS, OUTPUT_TOPICS, Runtime
-from streams.engagement_engine import EngagementEngine, consumer_group
+from streams.engagement_engine import EngagementEngine, changelog_topic, consumer_group
 from streams.memory_broker import MemoryBroker, MemoryIO
 
 PARTITIONS = 2
@@ -31,12 +31,8 @@ def _broker(settings: Settings) -> MemoryBroker:
     broker = MemoryBroker()
     for name in (*ENGAGEMENT_TOPICS, *OUTPUT_TOPICS, "posts"):
         broker.create_topic(settings.topic(name), PARTITIONS)
-    broker.create_topic(changelog_topic_name(settings), PARTITIONS)
+    broker.create_topic(changelog_topic(settings), PARTITIONS)
     return broker
-
-
-def changelog_topic_name(settings: Settings) -> str:
-    return f"{settings.app_id}-profiles-changelog"
 
 
 def _recommender() -> Recommender:
@@ -51,8 +47,8 @@ def _recommender() -> Recommender:
 class Worker:
     """One engine on ``broker``, as a worker process would run it."""
 
-    def __init__(self, broker: MemoryBroker, settings: Settings):
-        self.io = MemoryIO(broker)
+    def __init__(self, broker: MemoryBroker, settings: Settings, io: MemoryIO | None = None):
+        self.io = io or MemoryIO(broker)
         rt = Runtime(settings=settings, app=None, embedder=None, recommender=_recommender(), replies=None,
                      sentiment=None, topics={}, posts=None)
         self.engine = EngagementEngine(rt, self.io)
@@ -86,7 +82,7 @@ def _read(broker: MemoryBroker, topic: str, *, committed_only: bool) -> list:
 
 def _latest_profiles(broker: MemoryBroker, settings: Settings) -> dict[str, dict]:
     out = {}
-    for e in _read(broker, changelog_topic_name(settings), committed_only=True):
+    for e in _read(broker, changelog_topic(settings), committed_only=True):
         out[e.key.decode()] = json.loads(e.value) if e.value else None
     return out
 
@@ -225,21 +221,17 @@ def test_a_failed_read_back_is_retried_and_nothing_is_lost(caplog, guarantee):
     async def run():
         settings = _settings(guarantee)
         broker = _broker(settings)
-        worker = Worker.__new__(Worker)
-        worker.io = MemoryIO(broker)
+        io = MemoryIO(broker)
         failures = []
-        real = worker.io.latest_values
+        real = io.latest_values
 
         async def flaky(topic, partitions):
             if not failures:
                 failures.append(list(partitions))
                 raise ConnectionError("broker away")
             return await real(topic, partitions)
-        worker.io.latest_values = flaky
-        rt = Runtime(settings=settings, app=None, embedder=None, recommender=_recommender(), replies=None,
-                     sentiment=None, topics={}, posts=None)
-        worker.engine = EngagementEngine(rt, worker.io)
-        worker.task = asyncio.ensure_future(worker.engine.run())
+        io.latest_values = flaky
+        worker = Worker(broker, settings, io)
         await _produce(broker, settings, LIKES)
         await _until(lambda: _committed_all(broker, settings) and _events(broker, settings, EXPECTED) == EXPECTED)
         await worker.stop()
