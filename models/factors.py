@@ -26,6 +26,19 @@ True
 >>> mf.scores("nobody", items).tolist()
 [0.0, 0.0, 0.0, 0.0]
 
+An item's initial factors are drawn from a generator seeded by the item id
+(:class:`ItemLatents`), so every worker starts an item from the same vector, and the item-factor
+changes one worker learnt (:meth:`ImplicitMF.take_item_deltas`) mean the same on another
+(:meth:`ImplicitMF.add_item_deltas`; :mod:`processors.item_state` syncs them).
+
+>>> a, b = ImplicitMF(n_factors=2), ImplicitMF(n_factors=2)
+>>> a.track_item_deltas()
+>>> a.learn("u1", "x")
+>>> deltas = a.take_item_deltas()
+>>> b.add_item_deltas(deltas)
+>>> sorted(deltas), bool(np.allclose(b.model.i_latents["x"], a.model.i_latents["x"]))
+(['x'], True)
+
 State is bounded: beyond ``max_users`` / ``max_items`` the least recently learnt are forgotten.
 
 >>> small = ImplicitMF(n_factors=2, max_users=2, max_items=3)
@@ -37,13 +50,29 @@ State is bounded: beyond ``max_users`` / ``max_items`` the least recently learnt
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from river import optim, reco
 
 from processors.protocols import IndexCache, index_of
+
+
+class ItemLatents(dict):
+    """Item factors: a missing item gets ``Normal(0, sigma)`` factors drawn from a generator
+    seeded by ``(seed, item)``, the same vector on every worker and after every restart."""
+
+    def __init__(self, n_factors: int, seed: int, sigma: float = 0.1):
+        super().__init__()
+        self.n_factors, self.seed, self.sigma = n_factors, seed, sigma
+
+    def __missing__(self, item) -> np.ndarray:
+        digest = hashlib.blake2b(f"{self.seed}:{item}".encode(), digest_size=8).digest()
+        vec = np.random.default_rng(int.from_bytes(digest, "little")).normal(0.0, self.sigma, self.n_factors)
+        self[item] = vec
+        return vec
 
 
 class ImplicitMF:
@@ -82,6 +111,7 @@ class ImplicitMF:
             initializer=optim.initializers.Normal(mu=0.0, sigma=0.1, seed=seed),
             seed=seed,
         )
+        self._model.i_latents = ItemLatents(n_factors, seed)
         self.updates = 0
         self.max_users = max_users
         self.max_items = max_items
@@ -95,6 +125,9 @@ class ImplicitMF:
         self._row_version = 0  # bumped whenever an item gains or loses its row
         self._rows_cache = IndexCache()
         self._pending: list[tuple[np.ndarray, list, list]] = []  # (user vector, item vectors, targets)
+        #: item → its factors when this worker first changed them since the last ``take_item_deltas``
+        #: (``None``: not tracked; see :meth:`track_item_deltas`)
+        self._delta_base: dict[str, np.ndarray] | None = None
 
     @property
     def model(self) -> reco.FunkMF:
@@ -107,12 +140,17 @@ class ImplicitMF:
         users, items = self._model.u_latents, self._model.i_latents
         u = users[user]  # drawn here if new: the initialiser sees the same order as learn_one calls
         vecs, targets = [items[item]], [1.0]
+        base = self._delta_base
+        if base is not None and item not in base:
+            base[item] = vecs[0].copy()
         self._touch(self._users, user, self.max_users, users)
         self._touch(self._items, item, self.max_items, items)
         self._dirty.add(item)
         for neg in negatives:
             if neg != item:
                 vecs.append(items[neg])
+                if base is not None and neg not in base:
+                    base[neg] = vecs[-1].copy()
                 targets.append(0.0)
                 self._touch(self._items, neg, self.max_items, items)
                 self._dirty.add(neg)
@@ -188,6 +226,60 @@ class ImplicitMF:
             vec[:] = row
         m.u_optimizer.n_iterations += n
         m.i_optimizer.n_iterations += n
+
+    # -- item-side state shared between workers (processors.item_state) ---------------------
+    def track_item_deltas(self) -> None:
+        """From now on, remember what this model learns for items, for :meth:`take_item_deltas`."""
+        if self._delta_base is None:
+            self._delta_base = {}
+
+    def take_item_deltas(self) -> dict[str, np.ndarray]:
+        """Item → change of its factors learnt here since the last call (or since
+        :meth:`track_item_deltas`), changes added by :meth:`add_item_deltas` excluded."""
+        self.flush()
+        base, self._delta_base = self._delta_base or {}, {}
+        latents = self._model.i_latents
+        return {item: latents[item] - start for item, start in base.items() if item in latents}
+
+    def add_item_deltas(self, deltas: Mapping[str, np.ndarray]) -> None:
+        """Add other workers' item-factor changes to this model's (a new item starts from its
+        seeded factors, as it would have here)."""
+        self.flush()
+        latents, base = self._model.i_latents, self._delta_base
+        for item, delta in deltas.items():
+            vec = latents[item]
+            vec += delta
+            if base is not None and item in base:
+                base[item] += delta  # keeps the other workers' part out of this worker's next delta
+            self._touch(self._items, item, self.max_items, latents)
+            self._dirty.add(item)
+
+    def item_factors(self, items: Iterable[str]) -> dict[str, np.ndarray]:
+        """The current factors of those of ``items`` that have any."""
+        latents = self.model.i_latents
+        return {item: latents[item].copy() for item in items if item in latents}
+
+    def set_item_factors(self, factors: Mapping[str, np.ndarray]) -> None:
+        """Replace items' factors (a snapshot read back)."""
+        self.flush()
+        latents = self._model.i_latents
+        for item, vec in factors.items():
+            latents[item] = np.array(vec, dtype=np.float64)
+            self._touch(self._items, item, self.max_items, latents)
+            self._dirty.add(item)
+
+    def user_factors(self, user: str) -> np.ndarray | None:
+        """``user``'s factors (``None``: none learnt), saved with the user's profile."""
+        vec = self.model.u_latents.get(user)
+        return None if vec is None else vec.copy()
+
+    def set_user_factors(self, user: str, vec: Sequence[float]) -> None:
+        """Put back ``user``'s factors read from the profile."""
+        if len(vec) != self.n_factors:
+            return  # saved by a model of another size: learnt again from scratch
+        self.flush()
+        self._model.u_latents[user] = np.array(vec, dtype=np.float64)
+        self._touch(self._users, user, self.max_users, self._model.u_latents)
 
     @property
     def n_users(self) -> int:

@@ -84,6 +84,14 @@ class PostCatalog:
             self._pop[row] += weight * math.exp(-(self._pop_ts[row] - ts) * self._decay_rate)
         return True
 
+    def set_popularity(self, post_id: str, value: float, ts: float) -> bool:
+        """Replace the post's decayed popularity with ``value`` as of ``ts`` (a snapshot read back)."""
+        row = self._row.get(post_id)
+        if row is None:
+            return False
+        self._pop[row], self._pop_ts[row] = value, ts
+        return True
+
     # -- reads --------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._row)
@@ -107,6 +115,16 @@ class PostCatalog:
     def author_of(self, post_id: str) -> str | None:
         row = self._row.get(post_id)
         return None if row is None else self._authors[row]
+
+    def popularity_state(self, post_id: str) -> tuple[float, float] | None:
+        """``(decayed popularity, as of this time)`` of the post, as stored (``None``: unknown)."""
+        row = self._row.get(post_id)
+        return None if row is None else (float(self._pop[row]), float(self._pop_ts[row]))
+
+    def popularity_of(self, post_id: str, now: float) -> float:
+        """The post's popularity decayed to ``now`` (0 for an unknown post)."""
+        row = self._row.get(post_id)
+        return 0.0 if row is None else self._decayed(row, now)
 
     def embedding(self, post_id: str) -> np.ndarray | None:
         row = self._row.get(post_id)

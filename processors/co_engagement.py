@@ -34,14 +34,14 @@ class _Neighbours:
     def __len__(self) -> int:
         return len(self.pos)
 
-    def add(self, other: int) -> None:
+    def add(self, other: int, count: float = 1.0) -> None:
         p = self.pos.get(other)
         if p is None:
             self.pos[other] = len(self.idx)
             self.idx.append(other)
-            self.cnt.append(1.0)
+            self.cnt.append(count)
         else:
-            self.cnt[p] += 1.0
+            self.cnt[p] += count
         self._view = None
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +77,7 @@ class CoEngagement:
     >>> co = CoEngagement()
     >>> for user_history in (["a", "b"], ["a", "b"], ["a", "c"]):
     ...     for i, post in enumerate(user_history):
-    ...         co.learn(post, user_history[:i])
+    ...         _ = co.learn(post, user_history[:i])
     >>> s = co.scores(["a"], [1.0])
     >>> sorted(s, key=s.get, reverse=True), round(s["b"], 3)
     (['b', 'c'], 0.816)
@@ -101,8 +101,9 @@ class CoEngagement:
         self._norms_cache: tuple[int, np.ndarray, np.ndarray] | None = None
         self._columns_cache: tuple | None = None  # see ``_columns``
 
-    def learn(self, post_id: str, previous: Sequence[str]) -> None:
-        """One engagement with ``post_id`` by a user whose earlier posts were ``previous`` (oldest first)."""
+    def learn(self, post_id: str, previous: Sequence[str]) -> list[str]:
+        """One engagement with ``post_id`` by a user whose earlier posts were ``previous`` (oldest
+        first); returns the posts it was paired with (those known here, each once)."""
         me = self._slot_of.get(post_id)
         if me is None:
             me = self._new_slot(post_id)
@@ -111,10 +112,12 @@ class CoEngagement:
         self._lru.move_to_end(post_id)
         neighbours, slot_of, prune_above = self._neighbours, self._slot_of, self._prune_above
         mine = neighbours[me]
+        paired = []
         for other in dict.fromkeys(previous[-self.window:] if self.window > 0 else ()):
             o = slot_of.get(other)
             if o is None or o == me:
                 continue
+            paired.append(other)
             mine.add(o)
             theirs = neighbours[o]
             theirs.add(me)
@@ -122,6 +125,72 @@ class CoEngagement:
                 self._prune(theirs)
         if len(mine.pos) > prune_above:
             self._prune(mine)
+        self._forget_beyond_bound()
+        self._learnt += 1
+        return paired
+
+    def add_counts(self, engaged: Mapping[str, float], pairs: Mapping[tuple[str, str], float]) -> None:
+        """Add engagement counts and co-occurrence counts learnt elsewhere (another worker's
+        :meth:`learn` calls, summed; ``pairs[(a, b)]`` counts both directions, as ``learn`` does).
+
+        >>> here, there = CoEngagement(), CoEngagement()
+        >>> _ = there.learn("a", []), there.learn("b", ["a"])
+        >>> here.add_counts({"a": 1, "b": 1}, {("b", "a"): 1})
+        >>> dict(here.scores(["a"], [1.0])) == dict(there.scores(["a"], [1.0]))
+        True
+        """
+        for post, n in engaged.items():
+            s = self._touch_slot(post)  # first: a new slot may grow ``_engagements``
+            self._engagements[s] += n
+        for (a, b), c in pairs.items():
+            sa, sb = self._touch_slot(a, recent=False), self._touch_slot(b, recent=False)
+            if sa == sb:
+                continue
+            for nb, other in ((self._neighbours[sa], sb), (self._neighbours[sb], sa)):
+                nb.add(other, c)
+                if len(nb.pos) > self._prune_above:
+                    self._prune(nb)
+        self._forget_beyond_bound()
+        self._learnt += 1
+
+    def item_state(self, post_id: str) -> tuple[float, dict[str, float]] | None:
+        """``post_id``'s engagement count and co-occurrence counts by neighbour (``None``: unknown)."""
+        s = self._slot_of.get(post_id)
+        if s is None:
+            return None
+        slots, counts = self._neighbours[s].arrays()
+        post_of = self._post_of
+        return float(self._engagements[s]), {post_of[o]: float(c) for o, c in zip(slots.tolist(), counts.tolist())
+                                             if post_of[o] is not None}
+
+    def set_item_state(self, post_id: str, engagements: float, neighbours: Mapping[str, float]) -> None:
+        """Replace ``post_id``'s counts with a snapshot's (another worker's :meth:`item_state`)."""
+        s = self._touch_slot(post_id)
+        self._engagements[s] = engagements
+        nb = self._neighbours[s] = _Neighbours()
+        for other, c in neighbours.items():
+            o = self._touch_slot(other, recent=False)
+            if o != s:
+                nb.add(o, c)
+        if len(nb.pos) > self._prune_above:
+            self._prune(nb)
+        self._forget_beyond_bound()
+        self._learnt += 1
+
+    def _touch_slot(self, post_id: str, recent: bool = True) -> int:
+        """``post_id``'s slot (a new one if unknown, as least recently engaged unless ``recent``)."""
+        s = self._slot_of.get(post_id)
+        if s is None:
+            s = self._new_slot(post_id)
+            self._lru[post_id] = None
+            if not recent:
+                self._lru.move_to_end(post_id, last=False)
+        if recent:
+            self._lru.move_to_end(post_id)
+        return s
+
+    def _forget_beyond_bound(self) -> None:
+        """Forget the least recently engaged posts beyond ``max_posts``; compact the slots now and then."""
         while len(self._lru) > self.max_posts:
             old, _ = self._lru.popitem(last=False)
             s = self._slot_of.pop(old)
@@ -131,7 +200,6 @@ class CoEngagement:
             self.slot_version += 1
         if len(self._post_of) > 2 * self.max_posts + 64:
             self._compact()
-        self._learnt += 1
 
     def scores(self, recent: Sequence[str], weights: Iterable[float]) -> "CoScoreVector":
         """Weighted co-engagement cosine of every post paired with one of ``recent``."""

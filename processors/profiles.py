@@ -71,6 +71,8 @@ class UserProfile:
     #: ``events > published_events`` owes its user a message (e.g. after a crash inside a throttle
     #: interval) and is offered again when the worker recovers the table
     published_events: int = 0
+    #: the user's factors in the shared factor model, saved with the profile (``None``: none learnt)
+    factors: list[float] | None = None
 
     # -- idempotency --------------------------------------------------------------------
     def applied(self, source: str, position: int) -> bool:
@@ -234,6 +236,7 @@ class UserProfile:
             "sentiment_n": self.sentiment_n,
             "event_ids": self.event_ids,
             "published_events": self.published_events,
+            **({"factors": self.factors} if self.factors is not None else {}),
         }
 
     @classmethod
@@ -253,4 +256,5 @@ class UserProfile:
             sentiment_n=int(d.get("sentiment_n", 0)),
             event_ids=list(d.get("event_ids", [])),
             published_events=int(d.get("published_events", 0)),
+            factors=[float(x) for x in d["factors"]] if d.get("factors") is not None else None,
         )

@@ -81,6 +81,9 @@ class Recommender:
         self.clock = clock
         self._rng = random.Random(config.seed)
         self.model_version = MODEL_VERSION + (f"+{factors.version}" if factors is not None else "")
+        #: the item-side state shared with other workers (:class:`processors.item_state.ItemState`
+        #: sets it); ``None``: this recommender learns alone
+        self.item_state = None
 
     # -- inputs -------------------------------------------------------------------------
     def on_posts(self, posts: Sequence[Post], embeddings: np.ndarray) -> list[str]:
@@ -100,21 +103,33 @@ class Recommender:
         profile.apply_engagement(ev.kind, ev.post_id, author, ev.ts, weight=w,
                                  history_limit=cfg.history_limit, seen_limit=cfg.seen_limit)
         if w > 0 and self.catalog.engage(ev.post_id, w, ev.ts):
-            if self.coengagement is not None:
-                self.coengagement.learn(ev.post_id, previous)
+            paired = self.coengagement.learn(ev.post_id, previous) if self.coengagement is not None else ()
             if self.factors is not None:
                 self.factors.learn(ev.user_id, ev.post_id, self.catalog.sample_ids(cfg.negatives, self._rng))
+            if self.item_state is not None:
+                self.item_state.record(ev.post_id, w, ev.ts, paired)
         return self.throttle.offer(ev.user_id, self.clock())
 
     def on_follow(self, ev: Follow, profile: UserProfile) -> bool:
         profile.apply_follow(ev.followee_id, ev.ts)
         return self.throttle.offer(ev.user_id, self.clock())
 
+    def save_user_state(self, profile: UserProfile) -> UserProfile:
+        """Copy the user's side of the factor model into ``profile`` (saved with it)."""
+        if self.factors is not None and hasattr(self.factors, "user_factors"):
+            vec = self.factors.user_factors(profile.user_id)
+            profile.factors = None if vec is None else np.round(vec, 6).tolist()
+        return profile
+
     def resume(self, profiles: Iterable[UserProfile]) -> int:
-        """After a restart or rebalance: owe a message to every profile whose newest state was
-        never published (the crash came inside its throttle interval).  Returns how many."""
+        """After a restart or rebalance: put the users' factors saved with their profiles back, and
+        owe a message to every profile whose newest state was never published (the crash came
+        inside its throttle interval).  Returns how many are owed."""
         owed = 0
+        restore_factors = self.factors is not None and hasattr(self.factors, "set_user_factors")
         for profile in profiles:
+            if restore_factors and profile.factors is not None:
+                self.factors.set_user_factors(profile.user_id, profile.factors)
             if profile.unpublished():
                 self.throttle.defer(profile.user_id)
                 owed += 1

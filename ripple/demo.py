@@ -21,7 +21,8 @@ PASSED_ON = ("processing_guarantee", "session_timeout_s", "security_protocol", "
              "sasl_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password", "ssl_check_hostname",
              "pseudonymize_key", "engage_batch_max", "engage_rec_budget_s",
              "engage_fork_min_users",
-             "producer_linger_s", "gc_threshold", "onnx_cpu_parallel", "log_level")
+             "producer_linger_s", "gc_threshold", "onnx_cpu_parallel", "sync_interval_s", "snapshot_interval_s",
+             "log_level")
 
 
 def _say(msg: str) -> None:

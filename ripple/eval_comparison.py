@@ -31,6 +31,8 @@ from ripple.eval_data import Interactions
 from ripple.eval_plot import plot_moving_hr
 from ripple.eval_prequential import System, replay, summarize
 from ripple.eval_ripple import RippleSystem, eval_config
+from ripple.eval_sharded import STREAM_RATE, ShardedRipple
+from ripple.settings import SYNC_INTERVAL_S
 
 
 def embed_items(embedder: Embedder, texts: Sequence[str], batch_size: int = 256, progress: bool = True) -> np.ndarray:
@@ -41,15 +43,23 @@ def embed_items(embedder: Embedder, texts: Sequence[str], batch_size: int = 256,
 
 
 def build_systems(data: Interactions, embeddings: np.ndarray, k: int = 10, popularity_half_life_s: float = POP_HALF_LIFE_S,
-                  ripple_config: RecommenderConfig | None = None, seed: int = 0) -> list[System]:
-    """Ripple (real ``Recommender`` + ``ImplicitMF``) and the three baselines over ``data.items``."""
+                  ripple_config: RecommenderConfig | None = None, seed: int = 0, workers: Sequence[int] = (1,),
+                  sync_intervals: Sequence[float | None] = (SYNC_INTERVAL_S,),
+                  stream_rate: float = STREAM_RATE) -> list[System]:
+    """Ripple (real ``Recommender`` + ``ImplicitMF``) and the three baselines over ``data.items``.
+
+    ``workers`` other than 1 add Ripple sharded over that many workers, once per sync interval of
+    ``sync_intervals`` (``None``: no sync; :mod:`ripple.eval_sharded`)."""
     from models.factors import ImplicitMF
 
     items = data.items
     t0 = data.events[0].ts if data.events else 0.0
     config = ripple_config or eval_config(len(items), k)
-    return [
-        RippleSystem(items, embeddings, config, factors=ImplicitMF(seed=42 + seed), t0=t0),
+    sharded = [ShardedRipple(items, embeddings, config, n, interval, factors=lambda: ImplicitMF(seed=42 + seed), t0=t0,
+                             stream_rate=stream_rate)
+               for n in workers if n > 1 for interval in sync_intervals]
+    ripple = [RippleSystem(items, embeddings, config, factors=ImplicitMF(seed=42 + seed), t0=t0)] if 1 in workers else []
+    return ripple + sharded + [
         RecentPopularity(items, popularity_half_life_s),
         ISGD(items, seed=seed),
         FactorsOnly(items, ImplicitMF(learning_rate=FUNKMF_LEARNING_RATE, seed=42 + seed), negatives=FUNKMF_NEGATIVES,
@@ -104,29 +114,37 @@ def evaluate(data: Interactions, embedder: Embedder, *, k: int = 10, limit: int 
 def format_summary(result: dict) -> str:
     """The table printed by ``ripple eval recs``."""
     k = result["k"]
+    w = max([12] + [len(n) + 2 for n in result["systems"]])
     lines = [f"prequential top-{k} on {result['dataset']}: {result['events']} events ({result['scored']} scored), "
              f"{result['users']} users, {result['items']} items; replay {result['replay_s']:.0f} s",
-             f"{'system':<12}{f'HR@{k}':>9}{f'NDCG@{k}':>10}{'µs/event':>11}{'recommend µs':>14}{'learn µs':>10}",
-             "-" * 66]
+             f"{'system':<{w}}{f'HR@{k}':>9}{f'NDCG@{k}':>10}{'µs/event':>11}{'recommend µs':>14}{'learn µs':>10}",
+             "-" * (w + 54)]
     for name, m in result["systems"].items():
-        lines.append(f"{name:<12}{m[f'HR@{k}']:>9.4f}{m[f'NDCG@{k}']:>10.4f}{m['us_per_event']:>11.0f}"
+        lines.append(f"{name:<{w}}{m[f'HR@{k}']:>9.4f}{m[f'NDCG@{k}']:>10.4f}{m['us_per_event']:>11.0f}"
                      f"{m['recommend_us']:>14.0f}{m['learn_us']:>10.0f}")
-    lines += _ratios(result["systems"], k)
+    lines += _ratios(result["systems"], k) + _sharding(result["systems"], k)
     if "after" in result:
         after = result["after"]
         lines += ["", f"events after the first {after['from']} only ({after['scored']} scored):",
-                  f"{'system':<12}{f'HR@{k}':>9}{f'NDCG@{k}':>10}", "-" * 31]
-        lines += [f"{name:<12}{m[f'HR@{k}']:>9.4f}{m[f'NDCG@{k}']:>10.4f}" for name, m in after["systems"].items()]
+                  f"{'system':<{w}}{f'HR@{k}':>9}{f'NDCG@{k}':>10}", "-" * (w + 19)]
+        lines += [f"{name:<{w}}{m[f'HR@{k}']:>9.4f}{m[f'NDCG@{k}']:>10.4f}" for name, m in after["systems"].items()]
         lines += _ratios(after["systems"], k)
     if "plot" in result:
         lines.append(f"moving HR@{k} plot: {result['plot']}")
     return "\n".join(lines)
 
 
+def _sharding(s: dict[str, dict], k: int) -> list[str]:
+    """``Ripple xN …`` against one worker's Ripple."""
+    one = s.get("Ripple", {}).get(f"HR@{k}", 0.0)
+    return [f"{name} HR@{k} = {m[f'HR@{k}'] / one:.3f}x one worker" for name, m in s.items()
+            if name.startswith("Ripple x") and one > 0]
+
+
 def _ratios(s: dict[str, dict], k: int) -> list[str]:
     if "Ripple" not in s or "popularity" not in s or s["popularity"][f"HR@{k}"] <= 0:
         return []
-    best_mf = max((n for n in s if n not in ("Ripple", "popularity")), key=lambda n: s[n][f"HR@{k}"], default=None)
+    best_mf = max((n for n in s if n not in ("Ripple", "popularity") and not n.startswith("Ripple")), key=lambda n: s[n][f"HR@{k}"], default=None)
     line = f"Ripple HR@{k} = {s['Ripple'][f'HR@{k}'] / s['popularity'][f'HR@{k}']:.2f}x popularity"
     if best_mf is not None and s[best_mf][f"HR@{k}"] > 0:
         line += f", {s['Ripple'][f'HR@{k}'] / s[best_mf][f'HR@{k}']:.2f}x the best MF baseline ({best_mf})"

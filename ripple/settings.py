@@ -13,6 +13,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+#: seconds between a worker's model-sync messages (its item-side deltas) by default
+SYNC_INTERVAL_S = 2.0
+
+
 def _default_home() -> Path:
     return Path.home() / ".cache" / "ripple"
 
@@ -95,6 +99,12 @@ class Settings(BaseSettings):
     profile_limit: int = Field(25_000, ge=1, description="User profiles kept per partition (least recently active dropped).")
     profile_ttl_s: float = Field(30 * 86_400.0, ge=0, description="Profiles idle this long are dropped (0: never).")
     factor_users_limit: int = Field(100_000, ge=1, description="Users with factor-model state (least recent dropped).")
+    sync_interval_s: float = Field(
+        SYNC_INTERVAL_S, gt=0, description="Seconds between a worker's model-sync messages: the item-side state "
+        "(popularity, co-engagement, item factors) it learnt, which every other worker adds to its own.")
+    snapshot_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between snapshots of the item-side state to the compacted model-state "
+        "topic, which a restarted or new worker starts from (written by the worker that owns partition 0).")
 
     # --- Suggested replies ------------------------------------------------------------------
     reply_k: int = Field(3, ge=1, description="Suggestions per message.")

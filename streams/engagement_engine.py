@@ -95,6 +95,11 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.scoring = Scoring(rt, self.step, fork=fork)
         self.unsent: asyncio.Future | None = None  # the _finish that sends the newest child's messages
 
+    def owns_partition_zero(self) -> bool:
+        """True while this worker's engine holds partition 0 (its profiles read back): the
+        worker that writes the item-side snapshots (:mod:`streams.model_sync`)."""
+        return 0 in self.store.ready
+
     # -- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
         """Until cancelled (the Faust worker stopping); commits what was processed on the way out."""
@@ -159,7 +164,8 @@ class EngagementEngine(ConsumerRebalanceListener):
             outgoing += [(r.partition, Outgoing(dead_letter_topic, wire.dumps(rt.dead_letters.document(r, r.value, reason))))
                          for r, reason in folded.dead_letters]
             # the profiles as they are now (the next batch changes them while this one finishes)
-            saves = [(u.encode(), wire.dumps(self.store[u].to_dict()), p) for u, p in dirty.items()]
+            save = rt.recommender.save_user_state  # user factors go with the profile
+            saves = [(u.encode(), wire.dumps(save(self.store[u]).to_dict()), p) for u, p in dirty.items()]
             saves += [(u.encode(), None, p) for u, p in folded.tombstones]
         offsets = {TopicPartition(*tp): offset for tp, offset in folded.offsets.items()}
         self.position.update(offsets)
@@ -375,13 +381,15 @@ class EngagementEngine(ConsumerRebalanceListener):
         return profiles
 
 
-def register(rt: Runtime, catalog_ready: asyncio.Event) -> EngagementEngine:
-    """Run the engine as a task of ``rt.app`` (started and cancelled with the Faust worker)."""
+def register(rt: Runtime, *ready: asyncio.Event) -> EngagementEngine:
+    """Run the engine as a task of ``rt.app`` (started and cancelled with the Faust worker), once
+    every event of ``ready`` is set (the catalog and the item-side model state are read back)."""
     engine = EngagementEngine(rt)
 
     @rt.app.task
     async def engage_batches():
-        await catalog_ready.wait()  # every post written before the start is in the catalog first
+        for event in ready:  # every post and item state written before the start is in first
+            await event.wait()
         await engine.run()
 
     return engine

@@ -79,6 +79,9 @@ ENGINE_OUTCOMES = ("applied", "replay", "duplicate", "out_of_order", "evicted", 
                    "restore_failed")
 #: what became of records a Faust agent's stream skipped (``ripple_skipped_records``)
 SKIPPED_OUTCOMES = ("refetched", "lost")
+#: outcomes of a model-sync message: ``sent`` by this worker, ``applied`` from another
+#: worker, ``unreadable`` (skipped)
+MODEL_SYNC_OUTCOMES = ("sent", "applied", "unreadable")
 #: the only label names any ``ripple_*`` metric may carry
 ALLOWED_LABELS = frozenset({"topic", "kind", "reason", "agent", "partition", "outcome"})
 
@@ -150,6 +153,17 @@ ENGINE_RECORDS = Counter(
 SKIPPED_RECORDS = Counter(
     "ripple_skipped_records", "Records a Faust agent's stream skipped, by outcome: refetched (re-read from the "
     "broker and processed) or lost (the re-read failed; not processed).", ["outcome"], registry=REGISTRY)
+MODEL_SYNC_MESSAGES = Counter(
+    "ripple_model_sync_messages", "Model-sync messages (item-side deltas) by outcome: sent, applied "
+    "(another worker's) or unreadable", ["outcome"], registry=REGISTRY)
+MODEL_SYNC_BYTES = Counter(
+    "ripple_model_sync_bytes", "Bytes of model-sync messages sent and applied (outcome)", ["outcome"], registry=REGISTRY)
+MODEL_SNAPSHOT_ITEMS = Counter(
+    "ripple_model_snapshot_items", "Item states written to the model-state topic by snapshots",
+    registry=REGISTRY)
+MODEL_SNAPSHOTS = Counter(
+    "ripple_model_snapshots", "Snapshots (with their checkpoint) written to the model-state topic",
+    registry=REGISTRY)
 GC_PAUSE_SECONDS = Histogram(
     "ripple_gc_pause_seconds", "Pauses of Python's cyclic garbage collector in the worker (every generation).",
     buckets=GC_BUCKETS, registry=REGISTRY)
@@ -158,7 +172,7 @@ GC_PAUSE_SECONDS = Histogram(
 ALL_METRICS = (EVENTS_CONSUMED, DEAD_LETTERS, PROCESSING_SECONDS, EVENT_TO_RECOMMENDATION_SECONDS,
                RECOMMENDATIONS_PUBLISHED, RECOMMENDATIONS_DEFERRED, SUGGESTIONS_PUBLISHED, MODEL_UPDATES, ONNX_BATCH_SIZE,
                ONNX_INFERENCE_SECONDS, EMBEDDING_QUEUE_DEPTH, CONSUMER_LAG, REBALANCES, ENGINE_RECORDS, SKIPPED_RECORDS,
-               GC_PAUSE_SECONDS)
+               MODEL_SYNC_MESSAGES, MODEL_SYNC_BYTES, MODEL_SNAPSHOTS, MODEL_SNAPSHOT_ITEMS, GC_PAUSE_SECONDS)
 
 # Zero-initialise the fixed label combinations so rate()/increase() see the first event.
 for _topic, _kind in INPUT_TOPICS.items():
@@ -267,6 +281,19 @@ def record_skipped(outcome: str, n: int) -> None:
     """Count ``n`` records a Faust agent's stream skipped, ``refetched`` or ``lost``."""
     if n > 0:
         SKIPPED_RECORDS.labels(outcome=_one_of(outcome, SKIPPED_OUTCOMES)).inc(n)
+
+
+def record_model_sync(outcome: str, size: int, n: int = 1) -> None:
+    """Count ``n`` model-sync messages of ``size`` bytes in all: ``sent``, ``applied`` or ``unreadable``."""
+    direction = _one_of(outcome, MODEL_SYNC_OUTCOMES)
+    MODEL_SYNC_MESSAGES.labels(outcome=direction).inc(n)
+    if size:
+        MODEL_SYNC_BYTES.labels(outcome=direction).inc(size)
+
+
+def record_model_snapshot(items: int) -> None:
+    MODEL_SNAPSHOTS.inc()
+    MODEL_SNAPSHOT_ITEMS.inc(items)
 
 
 def record_model_update(kind: str, n: int = 1) -> None:

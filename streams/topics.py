@@ -67,6 +67,13 @@ async def ensure_topics(settings: Settings) -> None:
     changelogs = [f"{settings.app_id}-{table}-changelog" for table in TABLES]
     await create_topics(settings.broker, changelogs, settings.partitions, settings.replication_factor,
                         configs={"cleanup.policy": "compact"}, **auth)
+    # item-side model state (streams/model_sync.py): the deltas every worker follows, and the snapshots
+    from streams.model_sync import state_topic, sync_topic
+
+    await create_topics(settings.broker, [sync_topic(settings)], settings.partitions, settings.replication_factor,
+                        configs={"retention.ms": str(7 * 86_400_000)}, **auth)
+    await create_topics(settings.broker, [state_topic(settings)], settings.partitions, settings.replication_factor,
+                        configs={"cleanup.policy": "compact"}, **auth)
     counts = await partition_counts(settings.broker, names + changelogs, **auth)
     wrong = {t: n for t, n in counts.items() if n != settings.partitions}
     if wrong:

@@ -16,7 +16,7 @@ from processors.replies import ReplyConfig, ReplySuggester
 from processors.reply_bank import ResponseBank
 from ripple.settings import Settings
 from streams import gc_tuning, metrics, metrics_sources, security
-from streams import agents, catalog_follower, engagement_engine
+from streams import agents, catalog_follower, engagement_engine, model_sync
 from streams.app import build_app
 from streams.topics import ensure_topics
 
@@ -65,7 +65,9 @@ def run_worker(settings: Settings) -> None:
     rt = build_app(settings, embedder, recommender_for(settings, embedder.dim),
                    replies=replies_for(settings, embedder, sentiment), sentiment=sentiment)
     catalog = catalog_follower.register(rt)
-    engine = engagement_engine.register(rt, catalog.caught_up)
+    engine = None
+    sync = model_sync.register(rt, catalog.caught_up, writes_snapshots=lambda: engine is not None and engine.owns_partition_zero())
+    engine = engagement_engine.register(rt, catalog.caught_up, sync.caught_up)
     agents.register(rt, catalog.caught_up, engine_lags=engine.lags)
     worker = faust.Worker(rt.app, loglevel=settings.log_level)
     gc_tuning.tune(settings.gc_threshold)  # start-up done: freeze it out of collections (streams/gc_tuning.py)

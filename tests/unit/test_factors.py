@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from river import optim, reco
 
-from models.factors import ImplicitMF
+from models.factors import ImplicitMF, ItemLatents
 
 
 def _sequential(ops, n_factors, max_users, max_items):
     """What ImplicitMF did before learning was batched: learn_one per pair, LRU after each."""
     ref = reco.FunkMF(n_factors=n_factors, optimizer=optim.SGD(0.05), l2=0.01,
                       initializer=optim.initializers.Normal(mu=0.0, sigma=0.1, seed=42), seed=42)
+    ref.i_latents = ItemLatents(n_factors, seed=42)
     users, items = OrderedDict(), OrderedDict()
 
     def touch(order, key, limit, latents):
