@@ -97,6 +97,7 @@ def evaluate(data: Interactions, embedder: Embedder, *, k: int = 10, limit: int 
         "embed_s": round(embed_s, 2),
         "replay_s": round(replay_s, 2),
         "systems": summarize(traces, k),
+        "sync": {s.name: s.traffic() for s in systems if isinstance(s, ShardedRipple) and s.states},
     }
     if report_after:
         at = next(iter(traces.values())).scored_at if traces else None
@@ -123,6 +124,9 @@ def format_summary(result: dict) -> str:
         lines.append(f"{name:<{w}}{m[f'HR@{k}']:>9.4f}{m[f'NDCG@{k}']:>10.4f}{m['us_per_event']:>11.0f}"
                      f"{m['recommend_us']:>14.0f}{m['learn_us']:>10.0f}")
     lines += _ratios(result["systems"], k) + _sharding(result["systems"], k)
+    for name, t in result.get("sync", {}).items():
+        lines.append(f"{name}: model sync per worker {t['messages_per_s']:.2f} messages/s, {t['kb_per_s']:.1f} kB/s "
+                     f"sent (each worker applies {t['workers'] - 1}x that), at {t['stream_rate']:g} events/s")
     if "after" in result:
         after = result["after"]
         lines += ["", f"events after the first {after['from']} only ({after['scored']} scored):",

@@ -123,7 +123,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replay Ripple sharded by user over N workers; several counts run side by side (default 1)")
     g.add_argument("--sync-interval", type=_intervals, default=(SYNC_INTERVAL_S,), metavar="S[,S...]",
                    help="seconds between model-sync messages, in a stream of --stream-rate events/s; 'none' = never "
-                        "(default 2)")
+                        "(default 1)")
     g.add_argument("--stream-rate", type=float, default=STREAM_RATE, metavar="EV_PER_S",
                    help="events/s of the live stream a replayed sync interval stands for (default %(default)g)")
     p.add_argument("--pop-half-life-days", type=float, default=POP_HALF_LIFE_S / 86400,

@@ -46,6 +46,7 @@ class ShardedRipple:
         self.shards = [RippleSystem(items, embeddings, config, factors=factors(), t0=t0) for _ in range(workers)]
         self.states = [ItemState(s.svc) for s in self.shards] if interval is not None and workers > 1 else []
         self.every = max(1, round(interval * stream_rate)) if interval is not None else 0
+        self.stream_rate = stream_rate
         self.events = 0
         self.messages = 0  # model-sync messages sent, all workers together
         self.bytes = 0
@@ -75,3 +76,10 @@ class ShardedRipple:
             for other in self.states:
                 if other is not state:
                     other.apply(received)
+
+    def traffic(self) -> dict:
+        """Model-sync traffic per worker, per second of the stream the replay stands for."""
+        seconds = max(self.events / self.stream_rate, 1e-9)
+        n = len(self.shards)
+        return {"workers": n, "stream_rate": self.stream_rate, "messages": self.messages, "bytes": self.bytes,
+                "messages_per_s": self.messages / n / seconds, "kb_per_s": self.bytes / n / seconds / 1e3}

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 #: seconds between a worker's model-sync messages (its item-side deltas) by default
-SYNC_INTERVAL_S = 2.0
+SYNC_INTERVAL_S = 1.0
 
 
 def _default_home() -> Path:
