@@ -37,8 +37,7 @@ Examples
 >>> u = UserProfile("u1")
 >>> _ = w1.on_engagement(Engagement("like", "u1", "p1", ts=5.0), u)
 >>> _ = w1.on_engagement(Engagement("like", "u1", "p2", ts=6.0), u)
->>> origin, seq, deltas = ItemDeltas.decode(s1.take().encode("w1", 1))
->>> s2.apply(deltas)
+>>> s2.apply(ItemDeltas.from_doc(s1.take().to_doc()))
 >>> w2.coengagement.item_state("p2") == w1.coengagement.item_state("p2")
 True
 >>> round(w2.catalog.popularity_of("p1", 6.0), 6) == round(w1.catalog.popularity_of("p1", 6.0), 6)
@@ -58,7 +57,7 @@ import numpy as np
 
 from processors.recommender import Recommender
 
-FORMAT = 1
+FORMAT = 1  # of a snapshot record
 
 
 def _vector(b64: str) -> np.ndarray:
@@ -82,42 +81,38 @@ class ItemDeltas:
     def __bool__(self) -> bool:
         return bool(self.popularity or self.engaged or self.factors)
 
-    def encode(self, origin: str, seq: int) -> bytes:
-        """JSON bytes of ``model-sync.json``: factors as base64 little-endian float32."""
-        return json.dumps({
-            "format": FORMAT, "origin": origin, "seq": seq, "events": self.events,
-            "popularity": {p: [v, t] for p, (v, t) in self.popularity.items()},
-            "engaged": dict(self.engaged),
-            "pairs": [[a, b, c] for (a, b), c in self.pairs.items()],
-            "factors": {p: _b64(v) for p, v in self.factors.items()},
-        }, separators=(",", ":"), ensure_ascii=False).encode()
+    def to_doc(self) -> dict:
+        """JSON-able form (``processors/schemas/model_sync.json``, ``items``): factors as base64 little-endian float32."""
+        return {"events": self.events,
+                "popularity": {p: [v, t] for p, (v, t) in self.popularity.items()},
+                "engaged": dict(self.engaged),
+                "pairs": [[a, b, c] for (a, b), c in self.pairs.items()],
+                "factors": {p: _b64(v) for p, v in self.factors.items()}}
 
     @classmethod
-    def decode(cls, data: bytes) -> tuple[str, int, "ItemDeltas"]:
-        """``(origin, seq, deltas)`` of :meth:`encode`'s bytes; ``ValueError`` if they are not that."""
+    def from_doc(cls, doc: dict) -> "ItemDeltas":
+        """What :meth:`to_doc` gave; ``ValueError`` if ``doc`` is not that."""
         try:
-            doc = json.loads(data)
-            if doc.get("format") != FORMAT:
-                raise ValueError(f"unknown model-sync format {doc.get('format')!r}")
-            deltas = cls(
-                popularity={str(p): (float(v), float(t)) for p, (v, t) in doc["popularity"].items()},
-                engaged=Counter({str(p): float(n) for p, n in doc["engaged"].items()}),
-                pairs=Counter({(str(a), str(b)): float(c) for a, b, c in doc["pairs"]}),
-                factors={str(p): _vector(v) for p, v in doc["factors"].items()},
-                events=int(doc["events"]))
-            return str(doc["origin"]), int(doc["seq"]), deltas
-        except (TypeError, KeyError, AttributeError, json.JSONDecodeError, UnicodeDecodeError, base64.binascii.Error) as exc:
-            raise ValueError(f"not a model-sync message ({type(exc).__name__})") from exc
+            return cls(popularity={str(p): (float(v), float(t)) for p, (v, t) in doc["popularity"].items()},
+                       engaged=Counter({str(p): float(n) for p, n in doc["engaged"].items()}),
+                       pairs=Counter({(str(a), str(b)): float(c) for a, b, c in doc["pairs"]}),
+                       factors={str(p): _vector(v) for p, v in doc["factors"].items()},
+                       events=int(doc["events"]))
+        except (TypeError, KeyError, AttributeError, base64.binascii.Error) as exc:
+            raise ValueError(f"not item deltas ({type(exc).__name__})") from exc
 
 
 class ItemState:
-    """The item-side state of ``recommender`` (its catalog's popularity, its co-engagement index
+    """A shared part (:class:`processors.sync_message.SharedPart`, name ``items``): the item-side state of ``recommender`` (its catalog's popularity, its co-engagement index
     and its factor model's item factors), as deltas to share and snapshots to keep.
 
     Attaches itself: ``recommender.item_state`` is this object, and the recommender reports each
     engagement it learns from (:meth:`record`).  ``changed`` holds the items whose state changed
     (here or by :meth:`apply`) since the caller last cleared it: the snapshot's to-do list.
     """
+
+    name = "items"
+    key_prefix = ""  # snapshot keys are post ids
 
     def __init__(self, recommender: Recommender):
         self.rec = recommender
@@ -156,7 +151,14 @@ class ItemState:
             self.changed.update(deltas.factors)
         return deltas
 
+    def take_doc(self) -> dict | None:
+        deltas = self.take()
+        return deltas.to_doc() if deltas else None
+
     # -- other workers' deltas ----------------------------------------------------------
+    def apply_doc(self, doc: dict) -> None:
+        self.apply(ItemDeltas.from_doc(doc))
+
     def apply(self, deltas: ItemDeltas) -> None:
         """Add another worker's deltas to this worker's state."""
         catalog = self.rec.catalog

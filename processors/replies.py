@@ -105,6 +105,10 @@ class CommentDirectory:
         self._authors.move_to_end(comment_id)
         return self._authors[comment_id]
 
+    def peek(self, comment_id: str) -> str | None:
+        """``comment_id``'s author, without marking it as recently used."""
+        return self._authors.get(comment_id)
+
     def __len__(self) -> int:
         return len(self._authors)
 
@@ -296,6 +300,9 @@ class ReplySuggester:
         self.config = config
         self.directory = directory if directory is not None else CommentDirectory()
         self.model_version = f"{model_version}+{bank.version}"
+        #: hears of each comment and reply, to share them with other workers
+        #: (:class:`processors.reply_state.ReplyState` sets it); ``None``: this worker learns alone
+        self.shared = None
 
     def suggestions(self, comment_vec: np.ndarray, comment_sentiment: float) -> list[tuple[str, float]]:
         """Ranked ``(text, score)`` responses for an embedded comment."""
@@ -318,12 +325,14 @@ class ReplySuggester:
         The message is keyed by ``recipient_id``.
         """
         parent_author = self.directory.author_of(ev.reply_to) if ev.reply_to else None
-        if ev.comment_id:
-            self.directory.add(ev.comment_id, ev.user_id)
+        if ev.comment_id and self.directory.add(ev.comment_id, ev.user_id) and self.shared is not None:
+            self.shared.saw_comment(ev.comment_id, ev.user_id)
         recipient = recipient_for(ev, post_author, parent_author)
         items = self.suggestions(comment_vec, comment_sentiment) if recipient is not None else []
         if self.config.learn and ev.reply_to and ev.text:
             self.bank.observe_reply(ev.user_id, ev.text, ev.ts)
+            if self.shared is not None:
+                self.shared.saw_reply(ev.user_id, ev.text, ev.ts)
         if not items:
             return None
         return {

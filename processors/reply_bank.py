@@ -194,13 +194,21 @@ class ResponseBank:
         Repeats by the same user never count twice.  A newly admitted entry has no vector
         yet: embed :meth:`pending_texts` and hand the vectors to :meth:`set_vectors`.
         """
+        return self.observe_hashed(self.user_hash(user_id), reply_text, ts)
+
+    def learnable_key(self, reply_text: str) -> str | None:
+        """The bank key of ``reply_text`` if it may be learnt (no personal data, safe, short)."""
         key = normalise(reply_text)
-        if not key or has_personal_data(reply_text):
+        if not key or has_personal_data(reply_text) or not is_safe_reply(display_text(key), max_words=self.max_words):
+            return None
+        return key
+
+    def observe_hashed(self, user: str, reply_text: str, ts: float) -> list[ReplyEntry]:
+        """:meth:`observe_reply` for a user already hashed (:meth:`user_hash`), e.g. seen by another worker."""
+        key = self.learnable_key(reply_text)
+        if key is None:
             return []
         text = display_text(key)
-        if not is_safe_reply(text, max_words=self.max_words):
-            return []
-        user = self._hash(user_id)
         entry = self._entries.get(key)
         if entry is not None:
             self._count_use(entry, user, ts)
@@ -252,7 +260,8 @@ class ResponseBank:
                 self._vectors.pop(entry.text, None)
                 self._pending.pop(entry.text, None)
 
-    def _hash(self, user_id: str) -> str:
+    def user_hash(self, user_id: str) -> str:
+        """The keyed hash the bank keeps instead of a user id."""
         return hashlib.blake2b(user_id.encode("utf-8"), key=self.salt[:64], digest_size=8).hexdigest()
 
     def _score(self, text: str) -> float:
@@ -335,6 +344,39 @@ class ResponseBank:
     @property
     def candidate_count(self) -> int:
         return len(self._candidates)
+
+    def entry_state(self, key: str) -> dict | None:
+        """The learned state of one key: an entry's count and users, or a candidate's (``None``:
+        nothing learnt; the seed text itself is not included)."""
+        entry, cand = self._entries.get(key), self._candidates.get(key)
+        if entry is not None and (entry.source == "learned" or key in self._users):
+            return {"source": entry.source, "count": entry.count, "last_ts": entry.last_ts,
+                    "users": sorted(self._users.get(key, ()))}
+        if cand is not None:
+            return {"source": "candidate", "last_ts": cand.last_ts, "users": sorted(cand.users)}
+        return None
+
+    def restore_entry(self, key: str, state: dict) -> None:
+        """Put back what :meth:`entry_state` gave (another worker's, or a snapshot's)."""
+        users, last_ts, source = {str(u) for u in state["users"]}, float(state["last_ts"]), state["source"]
+        if source == "candidate":
+            if key not in self._entries and self.learnable_key(display_text(key)) == key:
+                self._candidates[key] = _Candidate(users, last_ts)
+                while len(self._candidates) > self.max_candidates:
+                    self._candidates.popitem(last=False)
+            return
+        entry = self._entries.get(key)
+        if entry is None:
+            if source != "learned" or self.learnable_key(display_text(key)) != key:
+                return
+            text = display_text(key)
+            entry = self._entries[key] = ReplyEntry(key, text, None, 0.0, "learned", self._score(text))
+            self._pending[text] = None
+            self._candidates.pop(key, None)
+        entry.count, entry.last_ts = float(state["count"]), last_ts
+        self._users[key] = users
+        self._evict_learned()
+        self._cache = None
 
     def to_dict(self) -> dict:
         """Learned state as JSON-able data (seeds and vectors are not included)."""

@@ -1,7 +1,7 @@
 """Ripple sharded over several workers in the prequential replay: users split by a hash of their
 id over ``workers`` real recommenders, each holding the whole catalog (the global catalog) and
 learning from its own users' events, exchanging item-side deltas through the model-sync wire
-format (:class:`processors.item_state.ItemDeltas`) exactly as workers do.
+format (:mod:`processors.sync_message`) exactly as workers do.
 
 The sync interval is in seconds of a live stream of ``stream_rate`` events/s (all workers
 together): every ``interval × stream_rate`` events, each worker takes its deltas and every other
@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from processors.item_state import ItemDeltas, ItemState
+from processors import sync_message
+from processors.item_state import ItemState
 from processors.recommender import RecommenderConfig
 from ripple.eval_ripple import RippleSystem
 
@@ -66,16 +67,16 @@ class ShardedRipple:
     def sync(self) -> None:
         """Every worker sends its deltas; every other worker applies them (through the wire format)."""
         for i, state in enumerate(self.states):
-            deltas = state.take()
-            if not deltas:
+            doc = state.take_doc()
+            if doc is None:
                 continue
-            data = deltas.encode(f"w{i}", self.events)
+            data = sync_message.encode(f"w{i}", self.events, {state.name: doc})
             self.messages += 1
             self.bytes += len(data)
-            received = ItemDeltas.decode(data)[2]
+            received = sync_message.decode(data)[2][state.name]
             for other in self.states:
                 if other is not state:
-                    other.apply(received)
+                    other.apply_doc(received)
 
     def traffic(self) -> dict:
         """Model-sync traffic per worker, per second of the stream the replay stands for."""

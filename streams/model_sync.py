@@ -1,15 +1,18 @@
-"""Item-side model state shared by every worker and kept across restarts: the Kafka side of
-:mod:`processors.item_state`.
+"""Learned state shared by every worker and kept across restarts: the Kafka side of the shared
+parts of :mod:`processors.sync_message` (the item side of the models,
+:mod:`processors.item_state`; learned replies and the comment directory,
+:mod:`processors.reply_state`).
 
 Two topics:
 
 * ``<app_id>-model-sync`` (delete policy): every ``sync_interval_s`` each worker sends what it
-  learnt about items since its last message (:class:`processors.item_state.ItemDeltas`, keyed by
-  the worker's origin id, a fresh one per process).  Every worker follows all partitions of the
+  learnt since its last message (one document per part, keyed by the worker's origin id, a fresh
+  one per process).  Every worker follows all partitions of the
   topic with its own reader (no consumer group) and adds the other workers' deltas to its state.
 * ``<app_id>-model-state`` (compacted): every ``snapshot_interval_s`` the worker that owns
   partition 0 of the engagement topics writes the whole state of each item that changed since
-  its last snapshot (key: the post id; ``None`` for an item nothing is known of any more), then a
+  its last snapshot (key: the post id, or the reply part's prefixed key; ``None`` for one nothing
+  is known of any more), then a
   *checkpoint* record (key ``"\\x00checkpoint"``, which no post id can be) naming, per model-sync
   partition, the offset up to which those states include every delta, and per origin the last
   delta included; all in one transaction.
@@ -33,12 +36,15 @@ import json
 import logging
 import time
 import uuid
-from typing import Callable
+from typing import Awaitable, Callable, Sequence
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from processors.item_state import ItemDeltas, ItemState
+from processors import sync_message
+from processors.item_state import ItemState
+from processors.reply_state import ReplyState
+from processors.sync_message import SharedPart
 from streams import metrics
 
 log = logging.getLogger("ripple.worker")
@@ -58,10 +64,13 @@ class ModelSync:
     """Send this worker's item deltas, apply everyone else's, snapshot when ``writes_snapshots()``
     (see the module docstring)."""
 
-    def __init__(self, io, state: ItemState, sync_topic: str, state_topic: str, partitions: int, *,
+    def __init__(self, io, parts: Sequence[SharedPart], sync_topic: str, state_topic: str, partitions: int, *,
                  interval_s: float, snapshot_interval_s: float, writes_snapshots: Callable[[], bool] = lambda: False,
-                 transactional_id: str = "ripple-model-state", clock: Callable[[], float] = time.monotonic):
-        self.io, self.state = io, state
+                 transactional_id: str = "ripple-model-state", clock: Callable[[], float] = time.monotonic,
+                 after_apply: Callable[[], Awaitable[None]] | None = None):
+        self.io, self.parts = io, list(parts)
+        self.by_name = {p.name: p for p in self.parts}
+        self.after_apply = after_apply  # e.g. embed replies another worker's messages admitted
         self.sync_topic, self.state_topic, self.partitions = sync_topic, state_topic, partitions
         self.interval_s, self.snapshot_interval_s = interval_s, snapshot_interval_s
         self.writes_snapshots, self.transactional_id, self.clock = writes_snapshots, transactional_id, clock
@@ -85,14 +94,18 @@ class ModelSync:
             ends = await consumer.end_offsets(tps)
             while any(self.applied.get(tp.partition, 0) < ends[tp] for tp in tps):
                 self._apply_batch(await consumer.getmany(timeout_ms=200, max_records=2_000))
-            log.info("model sync: %d item states restored, deltas replayed to the end of %s",
+            if self.after_apply is not None:
+                await self.after_apply()
+            log.info("model sync: %d states restored, deltas replayed to the end of %s",
                      self.restored, self.sync_topic)
             self.caught_up.set()
             next_sync = self.clock() + self.interval_s
             next_snapshot = self.clock() + self.snapshot_interval_s
             while True:
                 wait = max(0.0, min(next_sync, next_snapshot) - self.clock())
-                self._apply_batch(await consumer.getmany(timeout_ms=int(min(wait, 0.5) * 1000), max_records=2_000))
+                if self._apply_batch(await consumer.getmany(timeout_ms=int(min(wait, 0.5) * 1000), max_records=2_000)):
+                    if self.after_apply is not None:
+                        await self.after_apply()
                 now = self.clock()
                 if now >= next_sync:
                     await self.publish()
@@ -113,7 +126,13 @@ class ModelSync:
         """Put the snapshot back; seek the model-sync partitions to where it ends."""
         records = await self.io.latest_values(self.state_topic, range(self.partitions))
         checkpoint = records.pop(CHECKPOINT_KEY, None)
-        self.restored = self.state.restore({k: v for k, v in records.items() if v is not None})
+        by_part: dict[str, dict[str, bytes]] = {p.name: {} for p in self.parts}
+        longest_first = sorted(self.parts, key=lambda p: -len(p.key_prefix))
+        for key, value in records.items():
+            part = next((p for p in longest_first if key.startswith(p.key_prefix)), None)
+            if part is not None and value is not None:
+                by_part[part.name][key[len(part.key_prefix):]] = value
+        self.restored = sum(p.restore(by_part[p.name]) for p in self.parts)
         positions: dict[int, int] = {}
         if checkpoint is not None:
             try:
@@ -124,7 +143,8 @@ class ModelSync:
                 log.error("model sync: the checkpoint record of %s is unreadable; deltas replayed from the start",
                           self.state_topic)
                 positions, self.included = {}, {}
-        self.state.changed.clear()  # what was just read back is already in the snapshot
+        for part in self.parts:
+            part.changed.clear()  # what was just read back is already in the snapshot
         tps = [TopicPartition(self.sync_topic, p) for p in range(self.partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -135,34 +155,46 @@ class ModelSync:
             self.applied[tp.partition] = max(start, positions.get(tp.partition, 0))
         return tps
 
-    def _apply_batch(self, batch: dict) -> None:
+    def _apply_batch(self, batch: dict) -> int:
+        """Apply the other workers' messages of ``batch``; how many were applied."""
         applied = unreadable = 0
         for tp, records in batch.items():
             for r in records:
                 try:
-                    origin, seq, deltas = ItemDeltas.decode(r.value or b"")
+                    origin, seq, docs = sync_message.decode(r.value or b"")
+                    if origin == self.origin or seq <= self.included.get(origin, 0):
+                        continue  # this worker's own, or already in the snapshot it started from
+                    for name, doc in docs.items():
+                        part = self.by_name.get(name)
+                        if part is not None:  # a part this version does not know is left out
+                            part.apply_doc(doc)
                 except ValueError as exc:
                     unreadable += 1
                     log.error("model sync: the record at %s[%d]@%d is not a model-sync message (%s); skipped",
                               r.topic, r.partition, r.offset, exc)
                     continue
-                if origin != self.origin and seq > self.included.get(origin, 0):
-                    self.state.apply(deltas)
-                    self.included[origin] = seq
-                    applied += 1
-                    metrics.record_model_sync("applied", len(r.value))
+                self.included[origin] = seq
+                applied += 1
+                metrics.record_model_sync("applied", len(r.value))
             if records:
                 self.applied[tp.partition] = records[-1].offset + 1
         if unreadable:
             metrics.record_model_sync("unreadable", 0, unreadable)
+        return applied
+
+    def _take(self) -> bytes | None:
+        """This worker's deltas since the last call, as a message (``None``: it learnt nothing)."""
+        docs = {p.name: doc for p in self.parts if (doc := p.take_doc()) is not None}
+        if not docs:
+            return None
+        self.seq += 1
+        return sync_message.encode(self.origin, self.seq, docs)
 
     async def publish(self) -> None:
         """Send what this worker learnt since its last message (nothing if it learnt nothing)."""
-        deltas = self.state.take()
-        if not deltas:
+        data = self._take()
+        if data is None:
             return
-        self.seq += 1
-        data = deltas.encode(self.origin, self.seq)
         await (await self.producer.send(self.sync_topic, value=data, key=self.origin.encode()))
         metrics.record_model_sync("sent", len(data))
 
@@ -170,14 +202,13 @@ class ModelSync:
         """Write the state of every item changed since the last snapshot, then the checkpoint, in
         one transaction (a snapshot lands whole or not at all, and a second writer, during a
         rebalance, fences the first)."""
-        deltas = self.state.take()  # this worker's own deltas become part of the snapshot ...
-        own = None
-        if deltas:
-            self.seq += 1
-            own = deltas.encode(self.origin, self.seq)  # ... and are still sent, for the other workers
+        own = self._take()  # this worker's deltas become part of the snapshot, and are still sent
         # one synchronous capture: nothing is learnt or applied between these lines
-        changed, self.state.changed = self.state.changed, set()
-        records = self.state.snapshot(changed)
+        changed = {p.name: p.changed for p in self.parts}
+        records: dict[str, bytes | None] = {}
+        for part in self.parts:
+            part.changed = set()
+            records.update((part.key_prefix + k, v) for k, v in part.snapshot(changed[part.name]).items())
         checkpoint = json.dumps({"positions": {str(p): o for p, o in self.applied.items()},
                                  "included": {**self.included, self.origin: self.seq},
                                  "written_at": time.time()}).encode()
@@ -191,7 +222,8 @@ class ModelSync:
                 if own is not None:
                     await producer.send(self.sync_topic, value=own, key=self.origin.encode())
         except Exception:
-            self.state.changed |= changed  # written again with the next snapshot
+            for part in self.parts:  # written again with the next snapshot
+                part.changed |= changed[part.name]
             raise
         finally:
             await producer.stop()
@@ -203,14 +235,28 @@ class ModelSync:
 
 
 def register(rt, catalog_ready: asyncio.Event, writes_snapshots: Callable[[], bool]) -> ModelSync:
-    """Run model sync for ``rt.recommender`` as a task of ``rt.app``, after the catalog is in
-    (item states refer to its posts)."""
+    """Run model sync for ``rt``'s recommender (and reply suggester, if any) as a task of
+    ``rt.app``, after the catalog is in (item states refer to its posts)."""
     from streams.engine_io import KafkaIO
 
     s = rt.settings
-    sync = ModelSync(KafkaIO(s), ItemState(rt.recommender), sync_topic(s), state_topic(s), s.partitions,
+    parts: list[SharedPart] = [ItemState(rt.recommender)]
+    after_apply = None
+    if rt.replies is not None:
+        parts.append(ReplyState(rt.replies))
+        bank = rt.replies.bank
+
+        async def after_apply() -> None:  # replies admitted by another worker's messages get their vectors
+            pending = bank.pending_texts()
+            if pending and rt.embedder is not None:
+                vectors = await asyncio.get_running_loop().run_in_executor(rt.executor, rt.embedder.embed, pending)
+                bank.set_vectors(pending, vectors)
+                metrics.record_model_update("reply_bank", len(pending))
+
+    sync = ModelSync(KafkaIO(s), parts, sync_topic(s), state_topic(s), s.partitions,
                      interval_s=s.sync_interval_s, snapshot_interval_s=s.snapshot_interval_s,
-                     writes_snapshots=writes_snapshots, transactional_id=f"{s.app_id}-model-state")
+                     writes_snapshots=writes_snapshots, transactional_id=f"{s.app_id}-model-state",
+                     after_apply=after_apply)
 
     @rt.app.task
     async def sync_models():

@@ -117,6 +117,31 @@ def test_what_one_workers_users_teach_reaches_the_other_worker(bootstrap, worker
     assert stew[0]["reasons"]["popularity"] > 0
 
 
+def test_a_reply_to_a_comment_read_before_a_restart_reaches_its_author(bootstrap, worker_factory, tmp_path):
+    settings, worker = worker_factory(sync_interval_s=0.5, snapshot_interval_s=1.0)
+    t = settings.topic
+    asyncio.run(produce(bootstrap, [{"topic": "posts", "key": "r1", "value": {
+        "schema_version": 1, "post_id": "r1", "author_id": "runner", "text": "Finished my first marathon today!"}}],
+        settings.topic_prefix))
+    asyncio.run(produce(bootstrap, [engagement("comments", "fan", "r1", comment_id="k1",
+                                               text="Congratulations on the marathon, amazing!")], settings.topic_prefix))
+    first = asyncio.run(consume(bootstrap, t("suggested-replies"), until=lambda m: len(m) >= 1, timeout_s=90))
+    assert first and first[0]["recipient_id"] == "runner", first
+    log = tmp_path / "worker-0.log"
+    written = log.read_text(errors="replace").count("a checkpoint written")
+    assert asyncio.run(_until(lambda: log.read_text(errors="replace").count("a checkpoint written") >= written + 2, 30))
+
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    worker_factory(app_id=settings.app_id, sync_interval_s=0.5, snapshot_interval_s=1.0)
+    asyncio.run(produce(bootstrap, [engagement("comments", "friend", "r1", comment_id="k2", reply_to="k1",
+                                               text="Thank you so much for the kind words!")], settings.topic_prefix))
+    msgs = asyncio.run(consume(bootstrap, t("suggested-replies"), until=lambda m: any(
+        x["comment_id"] == "k2" for x in m), timeout_s=90))
+    reply = [m for m in msgs if m["comment_id"] == "k2"]
+    assert reply and reply[0]["recipient_id"] == "fan", msgs
+
+
 def _owned(tmp_path) -> list[set[int]]:
     from test_scale_out import _engine_partitions
 

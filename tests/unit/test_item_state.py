@@ -11,6 +11,7 @@ from processors.events import Engagement, Post
 from processors.item_state import ItemDeltas, ItemState
 from processors.profiles import UserProfile
 from processors.recommender import Recommender, RecommenderConfig
+from processors.sync_message import decode, encode
 
 POSTS = [f"p{i}" for i in range(40)]
 
@@ -55,10 +56,10 @@ def test_counts_learnt_on_sharded_workers_equal_one_worker(every):
         _learn(shards[w], [ev], profiles[w])
         if i % every == every - 1 or i == len(events) - 1:
             for j, state in enumerate(states):  # through the wire format, as workers exchange them
-                _, _, deltas = ItemDeltas.decode(state.take().encode(f"w{j}", i))
+                _, _, docs = decode(encode(f"w{j}", i, {"items": state.take().to_doc()}))
                 for other in states:
                     if other is not state:
-                        other.apply(deltas)
+                        other.apply_doc(docs["items"])
     for rec in shards:
         assert _co(rec) == _co(alone)
         np.testing.assert_allclose(_popularity(rec), _popularity(alone), rtol=1e-9)
@@ -122,8 +123,34 @@ def test_unreadable_snapshot_records_are_skipped():
 
 
 @pytest.mark.parametrize("data", [b"", b"{", b"[]", b'{"format": 1}', b'{"format": 2, "origin": "w"}',
-                                  b'{"format":1,"origin":"w","seq":1,"events":1,"popularity":{},"engaged":{},'
-                                  b'"pairs":[],"factors":{"p":"***"}}'])
+                                  b'{"format": 1, "origin": "w", "seq": "x"}', b'{"format":1,"origin":"w","seq":1,"items":[]}'])
 def test_a_model_sync_message_that_is_not_one_is_a_value_error(data):
     with pytest.raises(ValueError):
-        ItemDeltas.decode(data)
+        decode(data)
+
+
+@pytest.mark.parametrize("doc", [{}, {"events": 1, "popularity": {}, "engaged": {}, "pairs": [], "factors": {"p": "***"}},
+                                 {"events": 1, "popularity": {"p": 3}, "engaged": {}, "pairs": [], "factors": {}}])
+def test_item_deltas_that_are_not_item_deltas_are_a_value_error(doc):
+    with pytest.raises(ValueError):
+        ItemDeltas.from_doc(doc)
+
+
+def test_a_message_with_both_parts_follows_the_documented_schema():
+    import json
+
+    from processors.events import validate
+    from processors.replies import ReplySuggester
+    from processors.reply_bank import ResponseBank
+    from processors.reply_state import ReplyState
+
+    rec = _worker()
+    items = ItemState(rec)
+    _learn(rec, _events(50), {})
+    replies = ReplyState(ReplySuggester(ResponseBank()))
+    replies.saw_comment("c1", "alice")
+    replies.saw_reply("bob", "Thanks a lot", 3.0)
+    doc = json.loads(encode("w1", 1, {"items": items.take_doc(), "replies": replies.take_doc()}))
+    assert doc["items"]["factors"] and doc["replies"]["replies"]
+    assert validate("model_sync", doc) is None
+    assert validate("model_sync", {**doc, "seq": 0}) is not None

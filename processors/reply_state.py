@@ -1,0 +1,113 @@
+"""The learned reply bank and the comment → author directory, shared by every worker and kept in
+snapshots: a shared part (:class:`processors.sync_message.SharedPart`, name ``replies``).
+
+A worker's suggest-replies agent reads only its own partitions of ``comments``.  So that a reply
+to a comment read by another worker finds its recipient, and a reply written by users spread
+over several workers is counted toward admission once per distinct user, each worker sends what
+it saw (comment ids with their authors; replies with the *hashed* user who wrote them, as the
+bank keeps them) and adds the others'.  The privacy rules are the bank's: user ids in the bank
+are keyed hashes, a learned reply is suggested only after ``min_users`` distinct users wrote it,
+and both the bank and the directory stay bounded.
+
+Snapshot keys: ``c:<comment id>`` (the author) and ``r:<bank key>`` (a learned entry's or a
+candidate's count and hashed users).
+
+>>> from processors.replies import ReplySuggester
+>>> from processors.reply_bank import ResponseBank
+>>> here, there = ReplySuggester(ResponseBank(min_users=2)), ReplySuggester(ResponseBank(min_users=2))
+>>> sh, st = ReplyState(here), ReplyState(there)
+>>> sh.saw_comment("c1", "alice")
+>>> sh.saw_reply("bob", "Congrats on the new job!", 5.0)
+>>> st.apply_doc(sh.take_doc())
+>>> there.directory.author_of("c1"), there.bank.candidate_count
+('alice', 1)
+>>> _ = there.bank.observe_reply("carol", "congrats on the new job", 6.0)  # the second distinct user
+>>> [e.text for e in there.bank.entries() if e.source == "learned"]
+['Congrats on the new job']
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Iterable, Mapping
+
+from processors.replies import ReplySuggester
+
+
+class ReplyState:
+    """The bank and directory of ``suggester``, as deltas to share and snapshots to keep; attaches
+    itself as ``suggester.shared``, which reports each comment and reply it sees."""
+
+    name = "replies"
+    key_prefix = "\x01"  # snapshot keys: never a post id (control characters are refused in ids)
+
+    def __init__(self, suggester: ReplySuggester):
+        self.bank, self.directory = suggester.bank, suggester.directory
+        self.comments: dict[str, str] = {}
+        self.replies: list[list] = []
+        self.changed: set[str] = set()
+        suggester.shared = self
+
+    # -- this worker's deltas -----------------------------------------------------------
+    def saw_comment(self, comment_id: str, author_id: str) -> None:
+        self.comments[comment_id] = author_id
+        self.changed.add("c:" + comment_id)
+
+    def saw_reply(self, user_id: str, text: str, ts: float) -> None:
+        key = self.bank.learnable_key(text)
+        if key is not None:
+            self.replies.append([self.bank.user_hash(user_id), text, ts])
+            self.changed.add("r:" + key)
+
+    def take_doc(self) -> dict | None:
+        if not (self.comments or self.replies):
+            return None
+        doc = {"comments": self.comments, "replies": self.replies}
+        self.comments, self.replies = {}, []
+        return doc
+
+    # -- other workers' deltas ----------------------------------------------------------
+    def apply_doc(self, doc: dict) -> None:
+        try:
+            comments = [(str(c), str(a)) for c, a in doc["comments"].items()]
+            replies = [(str(h), str(text), float(ts)) for h, text, ts in doc["replies"]]
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not reply deltas ({type(exc).__name__})") from exc
+        for comment_id, author in comments:
+            if self.directory.add(comment_id, author):
+                self.changed.add("c:" + comment_id)
+        for user, text, ts in replies:
+            self.bank.observe_hashed(user, text, ts)
+            key = self.bank.learnable_key(text)
+            if key is not None:
+                self.changed.add("r:" + key)
+
+    # -- snapshots ----------------------------------------------------------------------
+    def snapshot(self, keys: Iterable[str]) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        for key in keys:
+            kind, _, name = key.partition(":")
+            if kind == "c":
+                author = self.directory.peek(name)
+                out[key] = None if author is None else json.dumps({"author": author}, ensure_ascii=False).encode()
+            elif kind == "r":
+                state = self.bank.entry_state(name)
+                out[key] = None if state is None else json.dumps(state, ensure_ascii=False).encode()
+        return out
+
+    def restore(self, records: Mapping[str, bytes]) -> int:
+        restored = 0
+        for key, data in records.items():
+            kind, _, name = key.partition(":")
+            try:
+                doc = json.loads(data)
+                if kind == "c":
+                    self.directory.add(name, str(doc["author"]))
+                elif kind == "r":
+                    self.bank.restore_entry(name, doc)
+                else:
+                    continue
+                restored += 1
+            except (ValueError, TypeError, KeyError, AttributeError):
+                continue
+        return restored
