@@ -28,7 +28,7 @@ from ripple.eval_baselines import (
     RecentPopularity,
 )
 from ripple.eval_data import Interactions
-from ripple.eval_plot import plot_moving_hr
+from ripple.eval_plot import plot_moving_hr, plot_sync_sweep
 from ripple.eval_prequential import System, replay, summarize
 from ripple.eval_ripple import RippleSystem, eval_config
 from ripple.eval_sharded import STREAM_RATE, ShardedRipple
@@ -107,6 +107,12 @@ def evaluate(data: Interactions, embedder: Embedder, *, k: int = 10, limit: int 
         result["plot"] = str(plot_moving_hr(traces, out_png, k, window, title=f"{data.name}: prequential HR@{k} "
                                                                         f"(moving window {window} events)",
                                                     mark=report_after))
+        sweep = _sync_sweep(systems, result["systems"], k)
+        if sweep is not None and "Ripple" in result["systems"]:
+            sync_png = Path(out_png).with_name(Path(out_png).stem + "-sync.png")
+            result["sync_plot"] = str(plot_sync_sweep(sweep, result["systems"]["Ripple"][f"HR@{k}"], sync_png, k,
+                                                      title=f"{data.name}: HR@{k} against the model-sync interval "
+                                                            f"({systems_rate(systems):g} events/s)"))
     result["seconds"] = round(time.perf_counter() - t_start, 2)
     result["traces"] = traces
     return result
@@ -135,7 +141,23 @@ def format_summary(result: dict) -> str:
         lines += _ratios(after["systems"], k)
     if "plot" in result:
         lines.append(f"moving HR@{k} plot: {result['plot']}")
+    if "sync_plot" in result:
+        lines.append(f"HR@{k} against the sync interval: {result['sync_plot']}")
     return "\n".join(lines)
+
+
+def _sync_sweep(systems, summary: dict, k: int) -> dict[int, list] | None:
+    """Workers → [(sync interval, HR@k)] of the sharded systems, when some count was run with
+    more than one interval (a sweep worth a plot)."""
+    points: dict[int, list] = {}
+    for s in systems:
+        if isinstance(s, ShardedRipple):
+            points.setdefault(len(s.shards), []).append((s.interval, summary[s.name][f"HR@{k}"]))
+    return points if any(len(p) > 1 for p in points.values()) else None
+
+
+def systems_rate(systems) -> float:
+    return next((s.stream_rate for s in systems if isinstance(s, ShardedRipple)), STREAM_RATE)
 
 
 def _sharding(s: dict[str, dict], k: int) -> list[str]:

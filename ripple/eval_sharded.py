@@ -47,7 +47,7 @@ class ShardedRipple:
         self.shards = [RippleSystem(items, embeddings, config, factors=factors(), t0=t0) for _ in range(workers)]
         self.states = [ItemState(s.svc) for s in self.shards] if interval is not None and workers > 1 else []
         self.every = max(1, round(interval * stream_rate)) if interval is not None else 0
-        self.stream_rate = stream_rate
+        self.stream_rate, self.interval = stream_rate, interval
         self.events = 0
         self.messages = 0  # model-sync messages sent, all workers together
         self.bytes = 0
