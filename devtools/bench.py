@@ -8,6 +8,8 @@ Every figure is printed next to a baseline measured in the same run on the same 
 * the worker under ``exactly_once`` (Kafka transactions)  vs  the same worker under ``at_least_once``
 * event → recommendation latency (p50/p99) at a fixed offered rate
 * post embedding inside the pipeline  vs  a raw onnxruntime session at the same batch size
+* the same drain with 2 workers  vs  1 worker, with the model-sync traffic per worker
+  (:mod:`devtools.bench_scale`)
 
 The worker runs as a subprocess exactly as in production (``ripple worker``).  The posts are
 written, then embedded by the worker, alone (phase 1); then the worker is stopped, the engagements
@@ -52,6 +54,8 @@ class BenchConfig:
     batch_size: int = Settings.model_fields["embed_batch_size"].default  # of the raw ORT baselines (ripple bench passes the worker's)
     #: processing guarantees measured, each with its own worker, topics and state
     guarantees: tuple[str, ...] = ("at_least_once", "exactly_once")
+    #: worker counts whose drain of the same likes is measured (devtools/bench_scale.py)
+    scale_workers: tuple[int, ...] = (1, 2)
 
 
 def _posts(n: int, seed: int = 0) -> list[dict]:
@@ -181,6 +185,13 @@ def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
         s = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.", "log_level": "info",
                                         "app_id": f"bench-{uuid.uuid4().hex[:6]}", "processing_guarantee": guarantee})
         results["guarantees"][guarantee] = _worker_run(s, config, posts, say, **auth)
+
+    if config.scale_workers:
+        from devtools.bench_scale import scale_run
+
+        say(f"the same drain with {', '.join(map(str, config.scale_workers))} worker(s), and their model-sync traffic")
+        likes = _likes(config.events, config.users, config.posts)
+        results["scale"] = [scale_run(settings, n, posts, likes, say, **auth) for n in config.scale_workers]
 
     # raw onnxruntime at the same batch size on the same texts: a default session, and the worker's threading
     emb = OnnxEmbedder(ensure_model(settings.resolved_model_path), provider=settings.onnx_provider,
@@ -342,6 +353,10 @@ def format_results(r: dict, config: BenchConfig) -> str:
                    f"event→recommendation latency at {config.rate:,.0f} ev/s offered: p50 {e['latency_p50_ms']:.1f} ms, "
                    f"p99 {e['latency_p99_ms']:.1f} ms scored, p50 {e['delivered_p50_ms']:.1f} ms, "
                    f"p99 {e['delivered_p99_ms']:.1f} ms delivered ({e['latency_received']}/{e['latency_events']} answered)")
+    if r.get("scale"):
+        from devtools.bench_scale import format_scale
+
+        out += format_scale(r["scale"])
     out.append(f"ONNX provider {r['onnx_provider']}, {r['onnx_parallel']} run(s) at once per call "
                "(RIPPLE_ONNX_CPU_PARALLEL); raw ORT session = onnxruntime's default options")
     return "\n".join(out)

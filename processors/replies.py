@@ -320,7 +320,8 @@ class ReplySuggester:
         """Handle one comment event; the suggested-replies message for its recipient, or ``None``.
 
         Side effects: remembers the comment's author (for later replies to it) and, for a
-        reply, counts its text toward admission into the bank.  ``None`` when the recipient
+        reply to a known comment by someone else, counts its text toward admission into the bank
+        (with that comment's author as a recipient).  ``None`` when the recipient
         is unknown or the commenter, or when no response clears the threshold.
         The message is keyed by ``recipient_id``.
         """
@@ -329,10 +330,11 @@ class ReplySuggester:
             self.shared.saw_comment(ev.comment_id, ev.user_id)
         recipient = recipient_for(ev, post_author, parent_author)
         items = self.suggestions(comment_vec, comment_sentiment) if recipient is not None else []
-        if self.config.learn and ev.reply_to and ev.text:
-            self.bank.observe_reply(ev.user_id, ev.text, ev.ts)
+        # only a reply to a comment known here (any worker's), by someone else, counts toward the bank
+        if self.config.learn and ev.reply_to and ev.text and parent_author not in (None, ev.user_id):
+            self.bank.observe_reply(ev.user_id, ev.text, ev.ts, recipient=parent_author)
             if self.shared is not None:
-                self.shared.saw_reply(ev.user_id, ev.text, ev.ts)
+                self.shared.saw_reply(ev.user_id, ev.text, ev.ts, parent_author)
         if not items:
             return None
         return {

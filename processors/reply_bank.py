@@ -113,6 +113,7 @@ def load_seed() -> SeedSet:
 class _Candidate:
     users: set[str] = field(default_factory=set)
     last_ts: float = 0.0
+    recipients: set[str] = field(default_factory=set)  # hashed authors of the comments it answered
 
 
 class ResponseBank:
@@ -124,6 +125,9 @@ class ResponseBank:
         Curated replies and contexts (default: the shipped seed set).
     min_users
         Distinct users needed before a learned reply is admitted (k-anonymity).
+    min_recipients
+        Distinct recipients (authors of the comments it answered) needed too, so a few accounts
+        replying to one victim cannot teach the bank; only uses with a known recipient count.
     salt
         Key of the user-id hash; keep it secret and stable across restarts.
     sentiment
@@ -147,6 +151,7 @@ class ResponseBank:
         seed: SeedSet | None = None,
         *,
         min_users: int = 3,
+        min_recipients: int = 1,
         salt: bytes = b"ripple-replies",
         sentiment: SentimentAnalyzer | None = None,
         seed_count: float = 5.0,
@@ -161,6 +166,7 @@ class ResponseBank:
             raise ValueError("min_users must be >= 1")
         self.seed = seed if seed is not None else load_seed()
         self.min_users = min_users
+        self.min_recipients = min_recipients
         self.salt = salt
         self.sentiment = sentiment
         self.seed_count = seed_count
@@ -188,22 +194,25 @@ class ResponseBank:
                                                        + [c for cs in self.seed.contexts.values() for c in cs])
 
     # -- learning -----------------------------------------------------------------------
-    def observe_reply(self, user_id: str, reply_text: str, ts: float) -> list[ReplyEntry]:
-        """Count one use of ``reply_text`` by ``user_id``; the entries admitted by it (0 or 1).
+    def observe_reply(self, user_id: str, reply_text: str, ts: float, recipient: str | None = None) -> list[ReplyEntry]:
+        """Count one use of ``reply_text`` by ``user_id`` (answering ``recipient``, if known);
+        the entries admitted by it (0 or 1).
 
         Repeats by the same user never count twice.  A newly admitted entry has no vector
         yet: embed :meth:`pending_texts` and hand the vectors to :meth:`set_vectors`.
         """
-        return self.observe_hashed(self.user_hash(user_id), reply_text, ts)
+        return self.observe_hashed(self.user_hash(user_id), reply_text, ts,
+                                   None if recipient is None else self.user_hash(recipient))
 
     def learnable_key(self, reply_text: str) -> str | None:
-        """The bank key of ``reply_text`` if it may be learnt (no personal data, safe, short)."""
+        """The bank key of ``reply_text`` if it may be learnt (no personal data, safe, short: the
+        text as written and as the bank would show it)."""
         key = normalise(reply_text)
-        if not key or has_personal_data(reply_text) or not is_safe_reply(display_text(key), max_words=self.max_words):
+        if not key or has_personal_data(reply_text) or not is_safe_reply(reply_text, max_words=self.max_words):
             return None
-        return key
+        return key if is_safe_reply(display_text(key), max_words=self.max_words) else None
 
-    def observe_hashed(self, user: str, reply_text: str, ts: float) -> list[ReplyEntry]:
+    def observe_hashed(self, user: str, reply_text: str, ts: float, recipient: str | None = None) -> list[ReplyEntry]:
         """:meth:`observe_reply` for a user already hashed (:meth:`user_hash`), e.g. seen by another worker."""
         key = self.learnable_key(reply_text)
         if key is None:
@@ -222,8 +231,10 @@ class ResponseBank:
         else:
             self._candidates.move_to_end(key)
         cand.users.add(user)
+        if recipient is not None and recipient != user:
+            cand.recipients.add(recipient)
         cand.last_ts = max(cand.last_ts, ts)
-        if len(cand.users) < self.min_users:
+        if len(cand.users) < self.min_users or (self.min_recipients > 1 and len(cand.recipients) < self.min_recipients):
             return []
         del self._candidates[key]
         entry = ReplyEntry(key, text, None, float(len(cand.users)), "learned", self._score(text), last_ts=ts)
@@ -353,7 +364,8 @@ class ResponseBank:
             return {"source": entry.source, "count": entry.count, "last_ts": entry.last_ts,
                     "users": sorted(self._users.get(key, ()))}
         if cand is not None:
-            return {"source": "candidate", "last_ts": cand.last_ts, "users": sorted(cand.users)}
+            return {"source": "candidate", "last_ts": cand.last_ts, "users": sorted(cand.users),
+                    "recipients": sorted(cand.recipients)}
         return None
 
     def restore_entry(self, key: str, state: dict) -> None:
@@ -361,7 +373,7 @@ class ResponseBank:
         users, last_ts, source = {str(u) for u in state["users"]}, float(state["last_ts"]), state["source"]
         if source == "candidate":
             if key not in self._entries and self.learnable_key(display_text(key)) == key:
-                self._candidates[key] = _Candidate(users, last_ts)
+                self._candidates[key] = _Candidate(users, last_ts, {str(r) for r in state.get("recipients", ())})
                 while len(self._candidates) > self.max_candidates:
                     self._candidates.popitem(last=False)
             return

@@ -4,8 +4,8 @@ snapshots: a shared part (:class:`processors.sync_message.SharedPart`, name ``re
 A worker's suggest-replies agent reads only its own partitions of ``comments``.  So that a reply
 to a comment read by another worker finds its recipient, and a reply written by users spread
 over several workers is counted toward admission once per distinct user, each worker sends what
-it saw (comment ids with their authors; replies with the *hashed* user who wrote them, as the
-bank keeps them) and adds the others'.  The privacy rules are the bank's: user ids in the bank
+it saw (comment ids with their authors; replies with the *hashed* user who wrote them and the
+hashed author they answered, as the bank keeps them) and adds the others'.  The privacy rules are the bank's: user ids in the bank
 are keyed hashes, a learned reply is suggested only after ``min_users`` distinct users wrote it,
 and both the bank and the directory stay bounded.
 
@@ -17,7 +17,7 @@ candidate's count and hashed users).
 >>> here, there = ReplySuggester(ResponseBank(min_users=2)), ReplySuggester(ResponseBank(min_users=2))
 >>> sh, st = ReplyState(here), ReplyState(there)
 >>> sh.saw_comment("c1", "alice")
->>> sh.saw_reply("bob", "Congrats on the new job!", 5.0)
+>>> sh.saw_reply("bob", "Congrats on the new job!", 5.0, "alice")
 >>> st.apply_doc(sh.take_doc())
 >>> there.directory.author_of("c1"), there.bank.candidate_count
 ('alice', 1)
@@ -53,10 +53,11 @@ class ReplyState:
         self.comments[comment_id] = author_id
         self.changed.add("c:" + comment_id)
 
-    def saw_reply(self, user_id: str, text: str, ts: float) -> None:
+    def saw_reply(self, user_id: str, text: str, ts: float, recipient: str | None = None) -> None:
         key = self.bank.learnable_key(text)
         if key is not None:
-            self.replies.append([self.bank.user_hash(user_id), text, ts])
+            h = self.bank.user_hash
+            self.replies.append([h(user_id), text, ts, None if recipient is None else h(recipient)])
             self.changed.add("r:" + key)
 
     def take_doc(self) -> dict | None:
@@ -70,14 +71,14 @@ class ReplyState:
     def apply_doc(self, doc: dict) -> None:
         try:
             comments = [(str(c), str(a)) for c, a in doc["comments"].items()]
-            replies = [(str(h), str(text), float(ts)) for h, text, ts in doc["replies"]]
+            replies = [(str(h), str(text), float(ts), None if to is None else str(to)) for h, text, ts, to in doc["replies"]]
         except (TypeError, KeyError, ValueError, AttributeError) as exc:
             raise ValueError(f"not reply deltas ({type(exc).__name__})") from exc
         for comment_id, author in comments:
             if self.directory.add(comment_id, author):
                 self.changed.add("c:" + comment_id)
-        for user, text, ts in replies:
-            self.bank.observe_hashed(user, text, ts)
+        for user, text, ts, recipient in replies:
+            self.bank.observe_hashed(user, text, ts, recipient)
             key = self.bank.learnable_key(text)
             if key is not None:
                 self.changed.add("r:" + key)

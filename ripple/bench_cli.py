@@ -16,6 +16,7 @@ def bench_command(settings: Settings, args, *, broker_given: bool) -> int:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     config = BenchConfig(events=args.events, users=args.users, posts=args.posts, rate=args.rate,
                          latency_seconds=args.seconds, guarantees=_guarantees(args.guarantees),
+                         scale_workers=_worker_counts(args.scale_workers),
                          batch_size=settings.embed_batch_size)  # the raw ORT baseline at the worker's batch size
     ensure_model(settings.resolved_model_path, progress=True)
     with (nullcontext() if broker_given else LocalKafka(home=settings.home)) as kafka:
@@ -33,3 +34,15 @@ def _guarantees(text: str) -> tuple[str, ...]:
     if unknown or not guarantees:
         raise SystemExit(f"--guarantees: expected a comma-separated list of at_least_once and exactly_once, got {text!r}")
     return guarantees
+
+
+def _worker_counts(text: str) -> tuple[int, ...]:
+    if text.strip().lower() in ("", "none"):
+        return ()
+    try:
+        counts = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise SystemExit(f"--scale-workers: expected worker counts like 1,2 (or none), got {text!r}")
+    return counts

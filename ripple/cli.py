@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "per event; the same in micro-batches) and a raw onnxruntime session as baselines, "
                                    "then a Ripple "
                                    "worker's engagement throughput, event->recommendation latency at a fixed rate "
-                                   "and in-pipeline embedding speed. Prints ratios against the baselines.")
+                                   "and in-pipeline embedding speed, and the same drain with 1 and 2 workers with "
+                                   "their model-sync traffic. Prints ratios against the baselines.")
     _common(p)
     p.add_argument("--events", type=int, default=20_000, help="engagement events for the throughput run (default 20000)")
     p.add_argument("--users", type=int, default=2_000, help="distinct users in the throughput run (default 2000)")
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guarantees", default="at_least_once,exactly_once",
                    help="processing guarantees to measure, each with its own worker (default "
                         "at_least_once,exactly_once: the exactly_once row gives the cost of transactions as a ratio)")
+    p.add_argument("--scale-workers", default="1,2", metavar="N[,N...]",
+                   help="worker counts whose drain of the same likes is measured side by side, with the model-sync "
+                        "traffic per worker; 'none' skips it (default 1,2)")
 
     p = sub.add_parser("eval", help="offline evaluations")
     esub = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     reply_k: int = Field(3, ge=1, description="Suggestions per message.")
     reply_threshold: float = Field(0.42, description="Minimum score: below it no suggestion is sent.")
     reply_min_users: int = Field(3, ge=1, description="Distinct users who must write a reply before it is suggested.")
+    reply_min_recipients: int = Field(
+        2, ge=1, description="Distinct people a reply must have answered (authors of the comments it replied to) "
+        "before it is suggested, so a few accounts replying to one victim cannot teach the bank.")
     reply_salt: SecretStr = Field(SecretStr("ripple-replies"), description="Key of the hash of user ids in the reply bank.")
 
     # --- Ops -------------------------------------------------------------------------------

@@ -37,7 +37,8 @@ def recommender_for(settings: Settings, dim: int) -> Recommender:
 
 def replies_for(settings: Settings, embedder, sentiment) -> ReplySuggester:
     """The reply suggester with its seed bank embedded (a few hundred texts, ~1 s on CPU)."""
-    bank = ResponseBank(min_users=settings.reply_min_users, salt=settings.reply_salt.get_secret_value().encode(),
+    bank = ResponseBank(min_users=settings.reply_min_users, min_recipients=settings.reply_min_recipients,
+                        salt=settings.reply_salt.get_secret_value().encode(),
                         sentiment=sentiment)
     n = bank.embed_pending(embedder)
     log.info("reply bank ready: %d texts embedded", n)
