@@ -55,6 +55,17 @@ LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
 """  # WARN+ only, to <workdir>/kafka.log; nothing to stdout
 
 
+def _port_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:``port`` (a listen socket can be bound there)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the JVM binds: TIME_WAIT is no obstacle
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _free_ports(n: int) -> list[int]:
     with ExitStack() as stack:
         socks = [stack.enter_context(socket.socket()) for _ in range(n)]
@@ -241,6 +252,11 @@ class LocalKafka:
         """Fetch (once), format (once) and start the JVM without waiting for it (see ``wait_ready``)."""
         if self.running:
             return self
+        for name in ("port", "controller_port", "internal_port"):  # given ports must be free: else the
+            port = getattr(self, name)                                # readiness probe could ask someone else
+            if port and not _port_free(port):
+                raise BrokerError(f"port {port} on 127.0.0.1 is already in use by another process; "
+                                  "choose another port or stop that process")
         libs = fetch_kafka(self.home, self.version)
         java = find_java()
         missing = [name for name in ("port", "controller_port") if not getattr(self, name)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from models import bench_embed
 from ripple import __version__
-from ripple.settings import Settings
+from ripple.settings import Settings, describe_error
 
 EPILOG = """\
 configuration: every setting can also be given as an environment variable, e.g.
@@ -116,8 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a bad setting is one line and exit code 2, an unreachable broker one line and 1."""
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
-    settings = settings_from(args)
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:
+        print(f"ripple {args.command}: bad setting: {describe_error(exc)}", file=sys.stderr)
+        return 2
+    from aiokafka.errors import KafkaConnectionError
+
+    from devtools.kafka_dist import BrokerError
+
+    try:
+        return _run(args, settings)
+    except KafkaConnectionError as exc:
+        print(f"ripple {args.command}: cannot reach Kafka at {settings.broker}: {exc}", file=sys.stderr)
+        return 1
+    except BrokerError as exc:
+        print(f"ripple {args.command}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker":
         from streams.worker import run_worker
 
@@ -131,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
 
         serve_forever(settings.home, port=args.port)
     elif args.command == "produce-sample":
+        import logging
+
         from processors.sample_data import generate_stream
+
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a failure is reported once, by main()
         from streams.client import produce, run
         from streams.security import kafka_client_kwargs
 

@@ -17,6 +17,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SYNC_INTERVAL_S = 1.0
 
 
+def describe_error(exc: Exception) -> str:
+    """One line for a settings ``ValidationError``: each bad setting, its variable, and why
+    (the value itself is not repeated: it may be a secret).
+
+    >>> try:
+    ...     Settings(partitions="abc")
+    ... except Exception as exc:
+    ...     print(describe_error(exc))
+    RIPPLE_PARTITIONS: Input should be a valid integer, unable to parse string as an integer
+    """
+    errors = getattr(exc, "errors", None)
+    if errors is None:
+        return str(exc).splitlines()[0]
+    parts = []
+    for e in errors():
+        field = ".".join(str(x) for x in e.get("loc", ())) or "settings"
+        name = f"RIPPLE_{field.upper()}" if field != "settings" else "settings"
+        parts.append(f"{name}: {e.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
 def _default_home() -> Path:
     return Path.home() / ".cache" / "ripple"
 
@@ -78,7 +99,8 @@ class Settings(BaseSettings):
 
     # --- Model -----------------------------------------------------------------------------
     model_path: Path | None = Field(None, description="ONNX sentence model; default <home>/models/all-MiniLM-L6-v2.onnx.")
-    onnx_provider: str = Field("auto", description="'auto' (CUDA if available, else CPU), 'cuda' or 'cpu'.")
+    onnx_provider: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="'auto' (CUDA if available, else CPU), 'cuda' or 'cpu'.")
     embed_batch_size: int = Field(64, ge=1, description="Posts (or comments) embedded per ONNX call.")
     embed_batch_window_s: float = Field(0.05, gt=0, description="Max wait to fill an embedding batch.")
     onnx_cpu_parallel: int | None = Field(
@@ -119,6 +141,11 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="Bind address of the Prometheus endpoint.")
     metrics_port: int = Field(0, ge=0, description="Prometheus endpoint port; 0 disables it.")
     log_level: str = Field("info", description="Worker log level.")
+
+    @field_validator("onnx_provider", mode="before")
+    @classmethod
+    def _lower(cls, value):
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("security_protocol", "sasl_mechanism", mode="before")
     @classmethod

@@ -20,9 +20,9 @@ async def produce(bootstrap: str, events: Iterable[dict], prefix: str = "", *, l
                   **client_kwargs) -> int:
     """Send ``{"topic", "key", "value"}`` events (value: dict → JSON, or raw bytes) in order."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all", **client_kwargs)
-    await producer.start()
     n = 0
     try:
+        await producer.start()
         for ev in events:
             value = ev["value"] if isinstance(ev["value"], bytes) else json.dumps(ev["value"]).encode()
             key = ev.get("key")

@@ -315,6 +315,7 @@ class EngagementEngine(ConsumerRebalanceListener):
                 self._drop_partitions(gone)
                 if self.transactions is not None:
                     await self.transactions.stop(gone)
+                self._report_partitions()
 
     def _drop_partitions(self, gone: set[int]) -> None:
         """Forget the profiles, positions and readiness of partition numbers ``gone``."""
@@ -338,6 +339,11 @@ class EngagementEngine(ConsumerRebalanceListener):
             metrics.record_engine_outcomes({"restore_failed": 1})
             log.error("engage: reading back partitions %s failed (%s: %s); trying again with the next batch",
                       sorted(partitions - self.store.ready), type(exc).__name__, exc)
+        self._report_partitions()
+
+    def _report_partitions(self) -> None:
+        assigned = {tp.partition for tp in self.consumer.assignment()} if self.consumer is not None else set()
+        metrics.set_engine_partitions(len(assigned), len(assigned & self.store.ready))
 
     async def _assign(self, partitions: set[int]) -> None:
         parts = sorted(partitions - self.store.ready)

@@ -247,6 +247,7 @@ class MemoryConsumer:
 
     async def getmany(self, *tps, timeout_ms: int = 0, max_records: int | None = None) -> dict:
         _alive(self)
+        await asyncio.sleep(0)  # a fetch always yields to the event loop, as a network read does
         timeout_s = timeout_ms / 1000
         if self.group_id is not None and self.topics and not await self._rebalance(timeout_s):
             return {}

@@ -153,6 +153,10 @@ ENGINE_RECORDS = Counter(
 SKIPPED_RECORDS = Counter(
     "ripple_skipped_records", "Records a Faust agent's stream skipped, by outcome: refetched (re-read from the "
     "broker and processed) or lost (the re-read failed; not processed).", ["outcome"], registry=REGISTRY)
+ENGINE_PARTITIONS = Gauge(
+    "ripple_engine_partitions", "Engagement partition numbers of this worker's engine by outcome: assigned (by the "
+    "consumer group) and ready (their profiles read back, so their records are folded); assigned above ready for "
+    "long means records wait unconsumed.", ["outcome"], registry=REGISTRY)
 MODEL_SYNC_MESSAGES = Counter(
     "ripple_model_sync_messages", "Model-sync messages (item-side deltas) by outcome: sent, applied "
     "(another worker's) or unreadable", ["outcome"], registry=REGISTRY)
@@ -172,7 +176,7 @@ GC_PAUSE_SECONDS = Histogram(
 ALL_METRICS = (EVENTS_CONSUMED, DEAD_LETTERS, PROCESSING_SECONDS, EVENT_TO_RECOMMENDATION_SECONDS,
                RECOMMENDATIONS_PUBLISHED, RECOMMENDATIONS_DEFERRED, SUGGESTIONS_PUBLISHED, MODEL_UPDATES, ONNX_BATCH_SIZE,
                ONNX_INFERENCE_SECONDS, EMBEDDING_QUEUE_DEPTH, CONSUMER_LAG, REBALANCES, ENGINE_RECORDS, SKIPPED_RECORDS,
-               MODEL_SYNC_MESSAGES, MODEL_SYNC_BYTES, MODEL_SNAPSHOTS, MODEL_SNAPSHOT_ITEMS, GC_PAUSE_SECONDS)
+               ENGINE_PARTITIONS, MODEL_SYNC_MESSAGES, MODEL_SYNC_BYTES, MODEL_SNAPSHOTS, MODEL_SNAPSHOT_ITEMS, GC_PAUSE_SECONDS)
 
 # Zero-initialise the fixed label combinations so rate()/increase() see the first event.
 for _topic, _kind in INPUT_TOPICS.items():
@@ -289,6 +293,11 @@ def record_model_sync(outcome: str, size: int, n: int = 1) -> None:
     MODEL_SYNC_MESSAGES.labels(outcome=direction).inc(n)
     if size:
         MODEL_SYNC_BYTES.labels(outcome=direction).inc(size)
+
+
+def set_engine_partitions(assigned: int, ready: int) -> None:
+    ENGINE_PARTITIONS.labels(outcome="assigned").set(assigned)
+    ENGINE_PARTITIONS.labels(outcome="ready").set(ready)
 
 
 def record_model_snapshot(items: int) -> None:

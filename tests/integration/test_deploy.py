@@ -232,6 +232,7 @@ def test_expressions_run_on_a_real_prometheus_scraping_ripple_metrics(dashboards
     with metrics.observe_latency("engage"), metrics.observe_onnx("post", 4):
         pass
     metrics.publish_lag({("likes", 0): 5})
+    metrics.set_engine_partitions(2, 2)
     server = metrics.start_http()
     port = _free_port()
     config = tmp_path / "prometheus.yml"

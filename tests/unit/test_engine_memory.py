@@ -280,3 +280,38 @@ def test_a_mis_keyed_engagement_is_dead_lettered_and_the_rest_applied():
     dead, bad = asyncio.run(run())
     assert [(d["partition"], d["offset"]) for d in dead] == [(bad.partition, bad.offset)]
     assert dead[0]["reason"].startswith("mis-keyed")
+
+
+def _engine_partitions(outcome: str) -> float:
+    return metrics.REGISTRY.get_sample_value("ripple_engine_partitions", {"outcome": outcome})
+
+
+def test_partitions_whose_read_back_fails_show_as_assigned_not_ready_until_it_succeeds():
+    async def run():
+        settings = _settings("at_least_once")
+        broker = _broker(settings)
+        io = MemoryIO(broker)
+        real, failures, away = io.latest_values, [], [True]
+
+        async def failing_while_away(topic, partitions):
+            if away[0]:  # the broker away during the read-back
+                failures.append(topic)
+                raise ConnectionError("broker away")
+            return await real(topic, partitions)
+
+        io.latest_values = failing_while_away
+        await _produce(broker, settings, LIKES)
+        worker = Worker(broker, settings, io)
+        await _until(lambda: len(failures) >= 3)  # tried again with later batches
+        await asyncio.sleep(0.05)
+        stalled = (_engine_partitions("assigned"), _engine_partitions("ready"), _events(broker, settings, EXPECTED))
+        away[0] = False
+        await _until(lambda: _committed_all(broker, settings) and _events(broker, settings, EXPECTED) == EXPECTED)
+        ready = (_engine_partitions("assigned"), _engine_partitions("ready"))
+        await worker.stop()
+        return stalled, ready
+
+    stalled, ready = asyncio.run(run())
+    assert stalled[0] == PARTITIONS and stalled[1] == 0
+    assert all(v is None for v in stalled[2].values())  # nothing folded while not ready
+    assert ready == (PARTITIONS, PARTITIONS)
