@@ -300,6 +300,7 @@ async def _latency_run(bootstrap: str, s: Settings, config: BenchConfig, **clien
             doc = {"schema_version": 1, "user_id": u, "post_id": f"p{i % config.posts}", "ts": sent_at[u]}
             await producer.send(s.topic("likes"), json.dumps(doc).encode(), key=u.encode())
         await producer.flush()
+        burst_end = time.time()
         deadline = time.monotonic() + 120
         while len(got) < n and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
@@ -313,7 +314,8 @@ async def _latency_run(bootstrap: str, s: Settings, config: BenchConfig, **clien
     def pct(x: np.ndarray, q: float) -> float:
         return float(np.percentile(x, q)) if x.size else float("nan")
 
-    return {"latency_events": n, "latency_received": len(got),
+    last = max((r for _, r in got.values()), default=float("nan"))
+    return {"latency_events": n, "latency_received": len(got), "latency_last_after_end_s": last - burst_end,
             "latency_p50_ms": pct(scored, 50), "latency_p99_ms": pct(scored, 99),
             "delivered_p50_ms": pct(delivered, 50), "delivered_p99_ms": pct(delivered, 99)}
 
@@ -352,7 +354,8 @@ def format_results(r: dict, config: BenchConfig) -> str:
                    f"{e['worker_recs_per_s']:,.0f} recommendations/s published (per-user rate limit); "
                    f"event→recommendation latency at {config.rate:,.0f} ev/s offered: p50 {e['latency_p50_ms']:.1f} ms, "
                    f"p99 {e['latency_p99_ms']:.1f} ms scored, p50 {e['delivered_p50_ms']:.1f} ms, "
-                   f"p99 {e['delivered_p99_ms']:.1f} ms delivered ({e['latency_received']}/{e['latency_events']} answered)")
+                   f"p99 {e['delivered_p99_ms']:.1f} ms delivered ({e['latency_received']}/{e['latency_events']} users "
+                   f"answered, the last {e['latency_last_after_end_s']:.1f} s after the last event was sent)")
     if r.get("scale"):
         from devtools.bench_scale import format_scale
 

@@ -113,7 +113,7 @@ class FoldedBatch:
     tombstones: list[tuple[str, int]] = field(default_factory=list)
     seen: list[tuple[str, float]] = field(default_factory=list)
     consumed: Counter = field(default_factory=Counter)  # (logical topic, kind) → records
-    counts: Counter = field(default_factory=Counter)  # applied, replay, duplicate, out_of_order, evicted, factor_updates
+    counts: Counter = field(default_factory=Counter)  # applied, replay, duplicate, out_of_order, evicted, owed_dropped, factor_updates
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
@@ -139,7 +139,13 @@ class EngagementStep:
         """Fold every record of ``batch`` (partition → records, in offset order); ``publish``:
         users already owed a recommendation, who come first.  A record that cannot be decoded or
         folded is a dead letter; nothing here raises for one record."""
-        out = FoldedBatch(publish=dict.fromkeys(u for u in publish if u in self.store))
+        out = FoldedBatch()
+        throttle = self.recommender.throttle
+        for user in publish:
+            if user in self.store:
+                out.publish[user] = None
+            elif throttle.forget(user):  # owed, but the profile was evicted since
+                out.counts["owed_dropped"] += 1
         for records in batch.values():
             if not records:
                 continue
@@ -166,6 +172,8 @@ class EngagementStep:
             out.dirty.pop(old, None)
             out.publish.pop(old, None)
             out.tombstones.append((old, r.partition))
+            if self.recommender.throttle.forget(old):
+                out.counts["owed_dropped"] += 1
         out.counts["evicted"] += len(evicted)
         done = fold(self.recommender, profile, ev, f"{r.topic}:{r.partition}", r.offset,
                     sentiment=self.sentiment, dedup_limit=self.dedup_limit)

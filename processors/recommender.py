@@ -136,9 +136,9 @@ class Recommender:
         return owed
 
     # -- outputs ------------------------------------------------------------------------
-    def due(self) -> list[str]:
-        """Users whose deferred recommendation may be sent now."""
-        return self.throttle.due(self.clock())
+    def due(self, limit: int | None = None) -> list[str]:
+        """Users whose deferred recommendation may be sent now, owed longest first (at most ``limit``)."""
+        return self.throttle.due(self.clock(), limit)
 
     def recommendation(self, profile: UserProfile) -> dict:
         """The recommendations message for ``profile`` (``schemas/recommendation.json``)."""

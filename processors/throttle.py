@@ -2,7 +2,10 @@
 
 ``offer`` says whether to recommend now.  A user refused now is remembered as *pending* and
 returned by ``due`` once their interval has passed, so the final state after a burst is always
-published.  Pending users are bounded (oldest dropped first).
+published.  Pending users keep their place: the one owed longest comes first, and ``due`` hands
+out at most ``limit`` at a time, so a backlog of owed users costs a batch no more than what it
+can serve.  Pending users are bounded (the oldest dropped first, counted in ``dropped``).
+``owed`` counts users who entered the owed state (put off, deferred), once per episode.
 
 Examples
 --------
@@ -25,7 +28,10 @@ class Throttle:
         self.max_retries = max_retries
         self._last: OrderedDict[str, float] = OrderedDict()
         self._retries: dict[str, int] = {}
-        self._pending: OrderedDict[str, None] = OrderedDict()
+        self._pending: OrderedDict[str, None] = OrderedDict()  # owed, oldest first
+        self._owed: set[str] = set()  # owed a message not yet sent (pending, or handed out by ``due``)
+        self.owed = 0  # users who became owed (each episode once)
+        self.dropped = 0  # owed users forgotten by the bound
 
     def offer(self, user: str, now: float) -> bool:
         """New information for ``user``: True = recommend now, False = deferred to ``due``."""
@@ -49,6 +55,15 @@ class Throttle:
             self._retries[user] = left - 1
             self._defer(user)
 
+    def forget(self, user: str) -> bool:
+        """``user`` is gone (their profile was evicted): nothing is owed any more.  True if a
+        message was owed (a user dropped unserved)."""
+        self._pending.pop(user, None)
+        if user in self._owed:
+            self._owed.discard(user)
+            return True
+        return False
+
     def settle(self, user: str, now: float) -> None:
         """A message with ``user``'s newest state was just sent: nothing is owed any more.
 
@@ -59,6 +74,7 @@ class Throttle:
         []
         """
         self._pending.pop(user, None)
+        self._owed.discard(user)
         self._sent(user, now)
 
     def requeue(self, users: list[str], now: float) -> None:
@@ -78,10 +94,25 @@ class Throttle:
             self._last[user] = now - self.min_interval_s
             self._pending[user] = None
             self._pending.move_to_end(user, last=False)
+            self._mark_owed(user)
+        self._bound()
 
-    def due(self, now: float) -> list[str]:
-        """Pending users whose interval has passed; they are marked as sent."""
-        ready = [u for u in self._pending if now - self._last.get(u, float("-inf")) >= self.min_interval_s]
+    def due(self, now: float, limit: int | None = None) -> list[str]:
+        """Pending users whose interval has passed, the one owed longest first, at most ``limit``;
+        they are marked as sent (the caller settles or requeues them).
+
+        >>> t = Throttle(min_interval_s=0.0)
+        >>> for u in ("a", "b", "c"):
+        ...     t.defer(u)
+        >>> t.defer("a"); t.due(now=1.0, limit=2), t.due(now=1.0)  # "a" keeps its place
+        (['a', 'b'], ['c'])
+        """
+        ready = []
+        for u in self._pending:
+            if now - self._last.get(u, float("-inf")) >= self.min_interval_s:
+                ready.append(u)
+                if limit is not None and len(ready) >= limit:
+                    break
         for u in ready:
             del self._pending[u]
             self._sent(u, now)
@@ -91,10 +122,21 @@ class Throttle:
         return len(self._pending)
 
     def _defer(self, user: str) -> None:
-        self._pending[user] = None
-        self._pending.move_to_end(user)
+        if user not in self._pending:  # an owed user keeps their place in the queue
+            self._pending[user] = None
+        self._mark_owed(user)
+        self._bound()
+
+    def _mark_owed(self, user: str) -> None:
+        if user not in self._owed:
+            self._owed.add(user)
+            self.owed += 1
+
+    def _bound(self) -> None:
         while len(self._pending) > self.max_tracked:
-            self._pending.popitem(last=False)
+            old, _ = self._pending.popitem(last=False)
+            self._owed.discard(old)
+            self.dropped += 1
 
     def _sent(self, user: str, now: float) -> None:
         self._last[user] = now

@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--posts", type=int, default=2_000,
                    help="posts embedded by the pipeline, then the candidate catalog (default 2000)")
     p.add_argument("--rate", type=float, default=1000.0, help="offered events/s for the latency run (default 1000)")
-    p.add_argument("--seconds", type=float, default=10.0, help="duration of the latency run (default 10)")
+    p.add_argument("--seconds", type=float, default=10.0,
+                   help="duration of the latency run (default 10); every event comes from a new user, so "
+                        "--rate 800 --seconds 200 is a burst of 160,000 new users")
     p.add_argument("--guarantees", default="at_least_once,exactly_once",
                    help="processing guarantees to measure, each with its own worker (default "
                         "at_least_once,exactly_once: the exactly_once row gives the cost of transactions as a ratio)")

@@ -84,6 +84,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.consumer = None
         self.producer = None
         self.batches = 0
+        self.owed_reported = 0  # throttle.owed as last counted in ripple_recommendations_deferred_total
         self.committed: dict[TopicPartition, int] = {}  # next offset to read, as committed
         self.position: dict[TopicPartition, int] = {}  # next offset to fold; records before it are re-deliveries
         self.unrestored: set[int] = set()  # assigned partitions whose read-back failed: tried again each batch
@@ -156,7 +157,8 @@ class EngagementEngine(ConsumerRebalanceListener):
         if any(batch.values()) and not self.batches:  # ripple bench times a drain from this line (devtools/bench_timing.py)
             log.info("engage: first batch of %d records at %.6f (unix time)", sum(map(len, batch.values())), time.time())
         with metrics.observe_latency("engage"):
-            folded = self.step.fold_batch(batch, time.time(), publish=rt.recommender.due())
+            # owed users first, oldest first, as many as a batch can serve (the rest keep their place)
+            folded = self.step.fold_batch(batch, time.time(), publish=rt.recommender.due(limit=rt.settings.engage_batch_max))
             self._record(folded)
             dirty = folded.dirty
             outgoing, forked = await self.scoring.score(list(folded.publish), dirty)  # (home partition, message)
@@ -220,6 +222,10 @@ class EngagementEngine(ConsumerRebalanceListener):
         metrics.record_engine_outcomes(folded.counts)
         for user, ts in folded.seen:
             self.rt.rec_clock.saw(user, ts)
+        throttle = self.rt.recommender.throttle
+        metrics.record_recommendations_deferred(throttle.owed - self.owed_reported)
+        self.owed_reported = throttle.owed
+        metrics.set_recommendations_owed(len(throttle))
 
     async def _commit_transactions(self, outgoing: list, saves: list, offsets: dict) -> None:
         """``exactly_once``: the batch's messages, profile records and offsets, one transaction per

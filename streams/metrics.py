@@ -75,8 +75,8 @@ ONNX_KINDS = ("post", "comment", "reply", "other")
 #: the agents that report processing latency (streams/agents.py)
 AGENTS = ("embed_posts", "engage", "suggest_replies")
 #: what the engagement engine did with a record or profile (``ripple_engine_records``)
-ENGINE_OUTCOMES = ("applied", "replay", "duplicate", "out_of_order", "evicted", "unreadable_profile", "unreadable_post",
-                   "restore_failed")
+ENGINE_OUTCOMES = ("applied", "replay", "duplicate", "out_of_order", "evicted", "owed_dropped", "unreadable_profile",
+                   "unreadable_post", "restore_failed")
 #: what became of records a Faust agent's stream skipped (``ripple_skipped_records``)
 SKIPPED_OUTCOMES = ("refetched", "lost")
 #: outcomes of a model-sync message: ``sent`` by this worker, ``applied`` from another
@@ -124,8 +124,11 @@ EVENT_TO_RECOMMENDATION_SECONDS = Histogram(
 RECOMMENDATIONS_PUBLISHED = Counter(
     "ripple_recommendations_published", "Recommendation messages published.", registry=REGISTRY)
 RECOMMENDATIONS_DEFERRED = Counter(
-    "ripple_recommendations_deferred", "Recommendations the engagement engine put off to its next batch because the "
-    "batch's scoring budget was spent.", registry=REGISTRY)
+    "ripple_recommendations_deferred", "Users who became owed a recommendation (put off by a batch's scoring budget, "
+    "their rate limit or a restart), each once until they are served.", registry=REGISTRY)
+RECOMMENDATIONS_OWED = Gauge(
+    "ripple_recommendations_owed", "Users owed a recommendation now, waiting their turn (served oldest first).",
+    registry=REGISTRY)
 SUGGESTIONS_PUBLISHED = Counter(
     "ripple_suggestions_published", "Suggested-replies messages published.", registry=REGISTRY)
 MODEL_UPDATES = Counter(
@@ -174,7 +177,7 @@ GC_PAUSE_SECONDS = Histogram(
 
 #: every Ripple metric, for tests and docs (the ``ripple_faust_*`` ones belong to Faust)
 ALL_METRICS = (EVENTS_CONSUMED, DEAD_LETTERS, PROCESSING_SECONDS, EVENT_TO_RECOMMENDATION_SECONDS,
-               RECOMMENDATIONS_PUBLISHED, RECOMMENDATIONS_DEFERRED, SUGGESTIONS_PUBLISHED, MODEL_UPDATES, ONNX_BATCH_SIZE,
+               RECOMMENDATIONS_PUBLISHED, RECOMMENDATIONS_DEFERRED, RECOMMENDATIONS_OWED, SUGGESTIONS_PUBLISHED, MODEL_UPDATES, ONNX_BATCH_SIZE,
                ONNX_INFERENCE_SECONDS, EMBEDDING_QUEUE_DEPTH, CONSUMER_LAG, REBALANCES, ENGINE_RECORDS, SKIPPED_RECORDS,
                ENGINE_PARTITIONS, MODEL_SYNC_MESSAGES, MODEL_SYNC_BYTES, MODEL_SNAPSHOTS, MODEL_SNAPSHOT_ITEMS, GC_PAUSE_SECONDS)
 
@@ -260,6 +263,10 @@ def observe_event_to_recommendation(event_ts: float, agent: str, *, now: float |
 def record_recommendation(n: int = 1) -> None:
     """Count published recommendation messages."""
     RECOMMENDATIONS_PUBLISHED.inc(n)
+
+
+def set_recommendations_owed(n: int) -> None:
+    RECOMMENDATIONS_OWED.set(n)
 
 
 def record_recommendations_deferred(n: int) -> None:

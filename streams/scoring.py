@@ -76,7 +76,6 @@ class Scoring:
 
     def _put_off(self, users: list[str]) -> None:
         self.rt.recommender.throttle.requeue(users, self.rt.recommender.clock())
-        metrics.record_recommendations_deferred(len(users))
 
     async def _fork(self, users: list[str], dirty: dict) -> ScoredInChild | None:
         """Hand the users the budget allows to a child (after the previous child is done: one at

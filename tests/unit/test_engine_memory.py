@@ -315,3 +315,27 @@ def test_partitions_whose_read_back_fails_show_as_assigned_not_ready_until_it_su
     assert stalled[0] == PARTITIONS and stalled[1] == 0
     assert all(v is None for v in stalled[2].values())  # nothing folded while not ready
     assert ready == (PARTITIONS, PARTITIONS)
+
+
+def test_a_backlog_of_new_users_is_served_oldest_first_and_counted_once_each():
+    async def run():
+        settings = _settings("at_least_once", engage_rec_budget_s=1e-6)  # one chunk of users per batch
+        broker = _broker(settings)
+        users = [f"new{i:03d}" for i in range(400)]
+        deferred = metrics.REGISTRY.get_sample_value("ripple_recommendations_deferred_total") or 0.0
+        await _produce(broker, settings, [(u, "p1") for u in users])
+        worker = Worker(broker, settings)
+        await _until(lambda: len({json.loads(e.value)["user_id"] for e in _read(
+            broker, settings.topic("recommendations"), committed_only=False)}) == len(users), timeout_s=20)
+        await _until(lambda: metrics.REGISTRY.get_sample_value("ripple_recommendations_owed") == 0)
+        # per partition (keyed by user, as the likes), users in the order of their first recommendation
+        served = [list(dict.fromkeys(json.loads(e.value)["user_id"] for e in log))
+                  for log in broker.logs[settings.topic("recommendations")]]
+        await worker.stop()
+        return users, served, metrics.REGISTRY.get_sample_value("ripple_recommendations_deferred_total") - deferred
+
+    users, served, deferred = asyncio.run(run())
+    assert sorted(u for part in served for u in part) == users
+    for part in served:  # each partition's users served in the order their likes arrived
+        assert part == sorted(part)
+    assert 0 < deferred <= len(users)  # users, not batches × users
