@@ -378,19 +378,26 @@ class EngagementEngine(ConsumerRebalanceListener):
 
     async def _restore(self, parts: list[int]) -> list[UserProfile]:
         """The newest profile of every user in changelog ``parts`` (tombstones honoured); a record
-        that is not a profile is logged by position and skipped, never fatal."""
+        that is not a profile is logged by position and skipped, never fatal.  Keys are the user
+        id's bytes; a user found under two keys (an older release wrote JSON-quoted keys) keeps
+        the profile with the most events (a profile's count only grows), and is saved under its
+        own key with its next change."""
         latest = await self.io.latest_values(changelog_topic(self.rt.settings), parts)
-        profiles = []
+        profiles: dict[str, UserProfile] = {}
         for raw in latest.values():
             if not raw:
                 continue
             try:
-                profiles.append(UserProfile.from_dict(json.loads(raw)))
+                profile = UserProfile.from_dict(json.loads(raw))
             except (ValueError, TypeError, KeyError, AttributeError) as exc:
                 metrics.record_engine_outcomes({"unreadable_profile": 1})
                 log.error("engage: a profile record in partitions %s cannot be read (%s); skipped", parts,
                           type(exc).__name__)
-        return profiles
+                continue
+            known = profiles.get(profile.user_id)
+            if known is None or (profile.events, profile.last_ts) > (known.events, known.last_ts):
+                profiles[profile.user_id] = profile
+        return list(profiles.values())
 
 
 def register(rt: Runtime, *ready: asyncio.Event) -> EngagementEngine:

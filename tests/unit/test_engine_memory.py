@@ -339,3 +339,23 @@ def test_a_backlog_of_new_users_is_served_oldest_first_and_counted_once_each():
     for part in served:  # each partition's users served in the order their likes arrived
         assert part == sorted(part)
     assert 0 < deferred <= len(users)  # users, not batches × users
+
+
+def test_a_profile_an_older_release_saved_under_a_quoted_key_is_migrated_not_merged_away():
+    async def run():
+        settings = _settings("at_least_once")
+        broker = _broker(settings)
+        first = Worker(broker, settings)
+        await _produce(broker, settings, [("u1", "p1"), ("u1", "p2"), ("u1", "p3")])
+        await _until(lambda: _committed_all(broker, settings) and _events(broker, settings, ["u1"]) == {"u1": 3})
+        await first.stop()
+        # the same user's older state under an older release's JSON-quoted key, written after it
+        current = [e for e in _read(broker, changelog_topic(settings), committed_only=True) if e.key == b"u1"][-1]
+        stale = dict(json.loads(current.value), events=1)
+        broker.append(changelog_topic(settings), b'"u1"', json.dumps(stale).encode(), current.partition, None, 1_000)
+        second = Worker(broker, settings)
+        await _produce(broker, settings, [("u1", "p4")])
+        await _until(lambda: _committed_all(broker, settings) and _events(broker, settings, ["u1"]).get("u1") == 4)
+        await second.stop()
+
+    asyncio.run(run())
