@@ -21,10 +21,13 @@ from streams.security import kafka_client_kwargs
 log = logging.getLogger("ripple.worker")
 
 
-def register(rt: Runtime, catalog_ready: asyncio.Event, engine_lags=None) -> None:
+def register(rt: Runtime, catalog_ready: asyncio.Event, engine_lags=None,
+             replies_ready: asyncio.Event | None = None) -> None:
     """The Faust agents and timers on ``rt.app``.  ``catalog_ready``: set once the catalog holds
     every post written before the start (posts are embedded only then: adding to the bounded
-    catalog while it is read back would evict the newest); ``engine_lags()`` gives the
+    catalog while it is read back would evict the newest); ``replies_ready``: set once the
+    shared reply bank and comment directory are read back (comments wait for it, so a reply to a
+    comment read before a restart finds its author); ``engine_lags()`` gives the
     engagement engine's lag per partition, sampled with Faust's own."""
     s = rt.settings
     app = rt.app
@@ -68,7 +71,7 @@ def register(rt: Runtime, catalog_ready: asyncio.Event, engine_lags=None) -> Non
         await metrics_sources.sample_lag(app, rename=s.logical_topic, extra=engine_lags)
 
     if rt.replies is not None:
-        _register_replies(rt)
+        _register_replies(rt, replies_ready)
 
 
 @dataclass
@@ -135,7 +138,7 @@ def _decode_post(rt: Runtime, event) -> Post | Rejected:
     return ev
 
 
-def _register_replies(rt: Runtime) -> None:
+def _register_replies(rt: Runtime, ready: asyncio.Event | None) -> None:
     s = rt.settings
     replies, bank = rt.replies, rt.replies.bank
 
@@ -159,6 +162,8 @@ def _register_replies(rt: Runtime) -> None:
         loop = asyncio.get_running_loop()
         embed_comments = metrics.instrument_embed(rt.embedder.embed, "comment")
         embed_replies = metrics.instrument_embed(rt.embedder.embed, "reply")
+        if ready is not None:
+            await ready.wait()
         async for events in stream.take_events(s.embed_batch_size, within=s.embed_batch_window_s):
             with metrics.observe_latency("suggest_replies"):
                 events = await _with_skipped(rt, "suggest_replies", events)

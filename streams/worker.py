@@ -69,7 +69,7 @@ def run_worker(settings: Settings) -> None:
     engine = None
     sync = model_sync.register(rt, catalog.caught_up, writes_snapshots=lambda: engine is not None and engine.owns_partition_zero())
     engine = engagement_engine.register(rt, catalog.caught_up, sync.caught_up)
-    agents.register(rt, catalog.caught_up, engine_lags=engine.lags)
+    agents.register(rt, catalog.caught_up, engine_lags=engine.lags, replies_ready=sync.caught_up)
     worker = faust.Worker(rt.app, loglevel=settings.log_level)
     gc_tuning.tune(settings.gc_threshold)  # start-up done: freeze it out of collections (streams/gc_tuning.py)
     metrics_sources.watch_gc_pauses()
