@@ -254,6 +254,10 @@ class ImplicitMF:
             self._touch(self._items, item, self.max_items, latents)
             self._dirty.add(item)
 
+    def item_ids(self) -> list[str]:
+        """Every item with factors."""
+        return list(self.model.i_latents)
+
     def item_factors(self, items: Iterable[str]) -> dict[str, np.ndarray]:
         """The current factors of those of ``items`` that have any."""
         latents = self.model.i_latents

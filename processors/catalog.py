@@ -116,6 +116,10 @@ class PostCatalog:
         row = self._row.get(post_id)
         return None if row is None else self._authors[row]
 
+    def post_ids(self) -> list[str]:
+        """Every post in the catalog."""
+        return list(self._row)
+
     def popularity_state(self, post_id: str) -> tuple[float, float] | None:
         """``(decayed popularity, as of this time)`` of the post, as stored (``None``: unknown)."""
         row = self._row.get(post_id)

@@ -153,6 +153,10 @@ class CoEngagement:
         self._forget_beyond_bound()
         self._learnt += 1
 
+    def post_ids(self) -> list[str]:
+        """Every post with co-engagement state."""
+        return list(self._slot_of)
+
     def item_state(self, post_id: str) -> tuple[float, dict[str, float]] | None:
         """``post_id``'s engagement count and co-occurrence counts by neighbour (``None``: unknown)."""
         s = self._slot_of.get(post_id)

@@ -171,6 +171,15 @@ class ItemState:
         self.changed.update(deltas.popularity, deltas.engaged, deltas.factors)
 
     # -- snapshots ----------------------------------------------------------------------
+    def all_keys(self) -> set[str]:
+        """Every item this worker holds any state of (a full snapshot's keys)."""
+        keys = set(self.rec.catalog.post_ids())
+        if self.rec.coengagement is not None:
+            keys.update(self.rec.coengagement.post_ids())
+        if self.rec.factors is not None and hasattr(self.rec.factors, "item_ids"):
+            keys.update(self.rec.factors.item_ids())
+        return keys
+
     def snapshot(self, items: Iterable[str]) -> dict[str, bytes | None]:
         """Each item's whole state as bytes (``None``: nothing is known of it any more)."""
         items = list(items)

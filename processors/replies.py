@@ -105,6 +105,9 @@ class CommentDirectory:
         self._authors.move_to_end(comment_id)
         return self._authors[comment_id]
 
+    def comment_ids(self) -> list[str]:
+        return list(self._authors)
+
     def peek(self, comment_id: str) -> str | None:
         """``comment_id``'s author, without marking it as recently used."""
         return self._authors.get(comment_id)

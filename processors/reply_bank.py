@@ -356,6 +356,10 @@ class ResponseBank:
     def candidate_count(self) -> int:
         return len(self._candidates)
 
+    def learned_keys(self) -> list[str]:
+        """Keys with learned state: learned entries, seeds with users counted, candidates."""
+        return [k for k, e in self._entries.items() if e.source == "learned" or k in self._users] + list(self._candidates)
+
     def entry_state(self, key: str) -> dict | None:
         """The learned state of one key: an entry's count and users, or a candidate's (``None``:
         nothing learnt; the seed text itself is not included)."""

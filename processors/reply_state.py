@@ -84,6 +84,9 @@ class ReplyState:
                 self.changed.add("r:" + key)
 
     # -- snapshots ----------------------------------------------------------------------
+    def all_keys(self) -> set[str]:
+        return {"c:" + c for c in self.directory.comment_ids()} | {"r:" + k for k in self.bank.learned_keys()}
+
     def snapshot(self, keys: Iterable[str]) -> dict[str, bytes | None]:
         out: dict[str, bytes | None] = {}
         for key in keys:

@@ -37,6 +37,9 @@ class SharedPart(Protocol):
     def apply_doc(self, doc: dict) -> None:
         """Add another worker's document; ``ValueError`` if it is not one."""
 
+    def all_keys(self) -> set[str]:
+        """Every key this worker holds state of (a full snapshot)."""
+
     def snapshot(self, keys: Iterable[str]) -> dict[str, bytes | None]:
         """Each key's whole state (``None``: nothing is known of it any more)."""
 

@@ -81,6 +81,7 @@ class ModelSync:
         self.caught_up = asyncio.Event()
         self.restored = 0  # item states read back at start
         self.snapshots = 0
+        self.full_next = False  # the next snapshot writes every key (see ``_not_writing``)
         self.producer = None
 
     async def run(self) -> None:
@@ -111,7 +112,9 @@ class ModelSync:
                     await self.publish()
                     next_sync = now + self.interval_s
                 if now >= next_snapshot:
-                    if self.writes_snapshots():
+                    if not self.writes_snapshots():
+                        self._not_writing()
+                    else:
                         try:
                             await self.snapshot()
                         except KafkaError as exc:  # fenced by another writer, broker away: next time
@@ -190,6 +193,13 @@ class ModelSync:
         self.seq += 1
         return sync_message.encode(self.origin, self.seq, docs)
 
+    def _not_writing(self) -> None:
+        """Another worker writes the snapshots: forget what changed (kept, it would grow without
+        bound); should this worker start writing, its first snapshot is a full one."""
+        for part in self.parts:
+            part.changed.clear()
+        self.full_next = True
+
     async def publish(self) -> None:
         """Send what this worker learnt since its last message (nothing if it learnt nothing)."""
         data = self._take()
@@ -204,7 +214,9 @@ class ModelSync:
         rebalance, fences the first)."""
         own = self._take()  # this worker's deltas become part of the snapshot, and are still sent
         # one synchronous capture: nothing is learnt or applied between these lines
-        changed = {p.name: p.changed for p in self.parts}
+        # a worker that starts writing (the first time, or after a failover) writes every key it
+        # holds: it does not know what changed since the previous writer's last snapshot
+        changed = {p.name: p.all_keys() if self.full_next else p.changed for p in self.parts}
         records: dict[str, bytes | None] = {}
         for part in self.parts:
             part.changed = set()
@@ -230,6 +242,7 @@ class ModelSync:
         if own is not None:
             metrics.record_model_sync("sent", len(own))
         self.snapshots += 1
+        self.full_next = False
         metrics.record_model_snapshot(len(records))
         log.info("model state: %d item states and a checkpoint written to %s", len(records), self.state_topic)
 

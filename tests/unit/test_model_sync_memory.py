@@ -149,3 +149,25 @@ def test_replies_and_comment_authors_reach_every_worker_and_survive_a_restart():
         assert "Well done congratulations" in rc.bank.pending_texts()  # to be embedded before it is suggested
 
     asyncio.run(scenario())
+
+
+def test_a_worker_that_starts_writing_snapshots_writes_every_item_it_holds():
+    async def scenario():
+        broker = MemoryBroker()
+        broker.create_topic("sync", 2)
+        broker.create_topic("state", 2)
+        a = Node(broker)
+        await a.start()
+        a.learn(_events(1))
+        a.sync._not_writing()  # another worker wrote the snapshot: what changed is forgotten ...
+        assert all(not p.changed for p in a.sync.parts)
+        await a.sync.snapshot()  # ... so taking over, it writes everything it holds
+        latest = await MemoryIO(broker).latest_values("state", range(2))
+        items = {k for k, v in latest.items() if k in POSTS and v is not None}
+        engaged = {e.post_id for e in _events(1)}
+        assert engaged <= items
+        a.learn(_events(2, n=5))
+        await a.sync.snapshot()  # and then only what changed
+        assert a.sync.full_next is False
+
+    asyncio.run(scenario())
