@@ -49,6 +49,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
@@ -56,6 +57,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from processors.recommender import Recommender
+from processors.sync_message import MAX_MESSAGE_BYTES
 
 FORMAT = 1  # of a snapshot record
 
@@ -80,6 +82,35 @@ class ItemDeltas:
 
     def __bool__(self) -> bool:
         return bool(self.popularity or self.engaged or self.factors)
+
+    def approx_bytes(self) -> int:
+        """About how long :meth:`to_doc`'s JSON is."""
+        return 48 * len(self.popularity) + 20 * len(self.engaged) + 28 * len(self.pairs) + 110 * len(self.factors)
+
+    def split(self, max_bytes: int) -> list["ItemDeltas"]:
+        """Pieces of about ``max_bytes`` at most, split by post (a pair goes with its first post);
+        applying every piece equals applying the whole.
+
+        >>> d = ItemDeltas(engaged=Counter({f"p{i}": 1 for i in range(100)}), events=100)
+        >>> pieces = d.split(max_bytes=500)
+        >>> len(pieces), sum(len(p.engaged) for p in pieces), sum(p.events for p in pieces)
+        (4, 100, 100)
+        """
+        n = -(-self.approx_bytes() // max(max_bytes, 1))
+        if n <= 1:
+            return [self]
+        pieces = [ItemDeltas() for _ in range(n)]
+        at = lambda post: pieces[zlib.crc32(post.encode()) % n]  # noqa: E731
+        for post, pop in self.popularity.items():
+            at(post).popularity[post] = pop
+        for post, c in self.engaged.items():
+            at(post).engaged[post] = c
+        for pair, c in self.pairs.items():
+            at(pair[0]).pairs[pair] = c
+        for post, vec in self.factors.items():
+            at(post).factors[post] = vec
+        pieces[0].events = self.events
+        return [p for p in pieces if p or p.pairs or p.events]
 
     def to_doc(self) -> dict:
         """JSON-able form (``processors/schemas/model_sync.json``, ``items``): factors as base64 little-endian float32."""
@@ -151,9 +182,9 @@ class ItemState:
             self.changed.update(deltas.factors)
         return deltas
 
-    def take_doc(self) -> dict | None:
+    def take_docs(self, max_bytes: int = MAX_MESSAGE_BYTES) -> list[dict]:
         deltas = self.take()
-        return deltas.to_doc() if deltas else None
+        return [piece.to_doc() for piece in deltas.split(max_bytes)] if deltas else []
 
     # -- other workers' deltas ----------------------------------------------------------
     def apply_doc(self, doc: dict) -> None:

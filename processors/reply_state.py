@@ -18,7 +18,8 @@ candidate's count and hashed users).
 >>> sh, st = ReplyState(here), ReplyState(there)
 >>> sh.saw_comment("c1", "alice")
 >>> sh.saw_reply("bob", "Congrats on the new job!", 5.0, "alice")
->>> st.apply_doc(sh.take_doc())
+>>> for doc in sh.take_docs():
+...     st.apply_doc(doc)
 >>> there.directory.author_of("c1"), there.bank.candidate_count
 ('alice', 1)
 >>> _ = there.bank.observe_reply("carol", "congrats on the new job", 6.0)  # the second distinct user
@@ -32,6 +33,7 @@ import json
 from typing import Iterable, Mapping
 
 from processors.replies import ReplySuggester
+from processors.sync_message import MAX_MESSAGE_BYTES
 
 
 class ReplyState:
@@ -60,12 +62,14 @@ class ReplyState:
             self.replies.append([h(user_id), text, ts, None if recipient is None else h(recipient)])
             self.changed.add("r:" + key)
 
-    def take_doc(self) -> dict | None:
-        if not (self.comments or self.replies):
-            return None
-        doc = {"comments": self.comments, "replies": self.replies}
+    def take_docs(self, max_bytes: int = MAX_MESSAGE_BYTES) -> list[dict]:
+        comments, replies = list(self.comments.items()), self.replies
         self.comments, self.replies = {}, []
-        return doc
+        per = max(1, max_bytes // 200)  # entries of a document: ids and short texts, ~200 bytes at most
+        docs = []
+        for i in range(0, max(len(comments), len(replies)), per):
+            docs.append({"comments": dict(comments[i:i + per]), "replies": replies[i:i + per]})
+        return docs
 
     # -- other workers' deltas ----------------------------------------------------------
     def apply_doc(self, doc: dict) -> None:

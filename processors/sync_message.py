@@ -22,6 +22,8 @@ import json
 from typing import Iterable, Mapping, Protocol
 
 FORMAT = 1
+#: the most bytes one message's documents should take (Kafka's default limits are 1 MB a record)
+MAX_MESSAGE_BYTES = 512 * 1024
 
 
 class SharedPart(Protocol):
@@ -31,8 +33,10 @@ class SharedPart(Protocol):
     key_prefix: str  # of its snapshot records' keys (the longest matching prefix wins)
     changed: set[str]  # snapshot keys changed since the last snapshot
 
-    def take_doc(self) -> dict | None:
-        """What was learnt here since the last call, as a document (``None``: nothing)."""
+    def take_docs(self, max_bytes: int = MAX_MESSAGE_BYTES) -> list[dict]:
+        """What was learnt here since the last call, as documents of about ``max_bytes`` of
+        JSON at most each, one message each (deltas add, so any split applies the same); ``[]``:
+        nothing."""
 
     def apply_doc(self, doc: dict) -> None:
         """Add another worker's document; ``ValueError`` if it is not one."""

@@ -67,16 +67,14 @@ class ShardedRipple:
     def sync(self) -> None:
         """Every worker sends its deltas; every other worker applies them (through the wire format)."""
         for i, state in enumerate(self.states):
-            doc = state.take_doc()
-            if doc is None:
-                continue
-            data = sync_message.encode(f"w{i}", self.events, {state.name: doc})
-            self.messages += 1
-            self.bytes += len(data)
-            received = sync_message.decode(data)[2][state.name]
-            for other in self.states:
-                if other is not state:
-                    other.apply_doc(received)
+            for doc in state.take_docs():
+                data = sync_message.encode(f"w{i}", self.events, {state.name: doc})
+                self.messages += 1
+                self.bytes += len(data)
+                received = sync_message.decode(data)[2][state.name]
+                for other in self.states:
+                    if other is not state:
+                        other.apply_doc(received)
 
     def traffic(self) -> dict:
         """Model-sync traffic per worker, per second of the stream the replay stands for."""

@@ -39,7 +39,6 @@ import uuid
 from typing import Awaitable, Callable, Sequence
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 
 from processors import sync_message
 from processors.item_state import ItemState
@@ -109,7 +108,11 @@ class ModelSync:
                         await self.after_apply()
                 now = self.clock()
                 if now >= next_sync:
-                    await self.publish()
+                    try:
+                        await self.publish()
+                    except Exception as exc:  # the broker away, a record refused: never the worker's end
+                        log.error("model sync: deltas not sent (%s: %s); they are lost to the other workers",
+                                  type(exc).__name__, exc)
                     next_sync = now + self.interval_s
                 if now >= next_snapshot:
                     if not self.writes_snapshots():
@@ -117,7 +120,7 @@ class ModelSync:
                     else:
                         try:
                             await self.snapshot()
-                        except KafkaError as exc:  # fenced by another writer, broker away: next time
+                        except Exception as exc:  # fenced by another writer, broker away: next time
                             log.warning("model state: snapshot not written (%s); tried again in %.0f s",
                                         type(exc).__name__, self.snapshot_interval_s)
                     next_snapshot = now + self.snapshot_interval_s
@@ -185,13 +188,15 @@ class ModelSync:
             metrics.record_model_sync("unreadable", 0, unreadable)
         return applied
 
-    def _take(self) -> bytes | None:
-        """This worker's deltas since the last call, as a message (``None``: it learnt nothing)."""
-        docs = {p.name: doc for p in self.parts if (doc := p.take_doc()) is not None}
-        if not docs:
-            return None
-        self.seq += 1
-        return sync_message.encode(self.origin, self.seq, docs)
+    def _take(self) -> list[bytes]:
+        """This worker's deltas since the last call, as messages of at most about
+        ``MAX_MESSAGE_BYTES`` each (none: it learnt nothing)."""
+        out = []
+        for part in self.parts:
+            for doc in part.take_docs():
+                self.seq += 1
+                out.append(sync_message.encode(self.origin, self.seq, {part.name: doc}))
+        return out
 
     def _not_writing(self) -> None:
         """Another worker writes the snapshots: forget what changed (kept, it would grow without
@@ -202,11 +207,11 @@ class ModelSync:
 
     async def publish(self) -> None:
         """Send what this worker learnt since its last message (nothing if it learnt nothing)."""
-        data = self._take()
-        if data is None:
-            return
-        await (await self.producer.send(self.sync_topic, value=data, key=self.origin.encode()))
-        metrics.record_model_sync("sent", len(data))
+        sent = [(await self.producer.send(self.sync_topic, value=data, key=self.origin.encode()), len(data))
+                for data in self._take()]
+        for future, size in sent:
+            await future
+            metrics.record_model_sync("sent", size)
 
     async def snapshot(self) -> None:
         """Write the state of every item changed since the last snapshot, then the checkpoint, in
@@ -231,16 +236,16 @@ class ModelSync:
                 for item, value in records.items():
                     await producer.send(self.state_topic, value=value, key=item.encode())
                 await producer.send(self.state_topic, value=checkpoint, key=CHECKPOINT_KEY.encode())
-                if own is not None:
-                    await producer.send(self.sync_topic, value=own, key=self.origin.encode())
+                for data in own:
+                    await producer.send(self.sync_topic, value=data, key=self.origin.encode())
         except Exception:
             for part in self.parts:  # written again with the next snapshot
                 part.changed |= changed[part.name]
             raise
         finally:
             await producer.stop()
-        if own is not None:
-            metrics.record_model_sync("sent", len(own))
+        for data in own:
+            metrics.record_model_sync("sent", len(data))
         self.snapshots += 1
         self.full_next = False
         metrics.record_model_snapshot(len(records))

@@ -150,7 +150,26 @@ def test_a_message_with_both_parts_follows_the_documented_schema():
     replies = ReplyState(ReplySuggester(ResponseBank()))
     replies.saw_comment("c1", "alice")
     replies.saw_reply("bob", "Thanks a lot", 3.0)
-    doc = json.loads(encode("w1", 1, {"items": items.take_doc(), "replies": replies.take_doc()}))
+    doc = json.loads(encode("w1", 1, {"items": items.take_docs()[0], "replies": replies.take_docs()[0]}))
     assert doc["items"]["factors"] and doc["replies"]["replies"]
     assert validate("model_sync", doc) is None
     assert validate("model_sync", {**doc, "seq": 0}) is not None
+
+
+def test_deltas_split_into_small_messages_apply_as_the_whole():
+    rec = _worker()
+    state = ItemState(rec)
+    _learn(rec, _events(), {})
+    whole = state.take()
+    pieces = whole.split(max_bytes=1500)
+    assert len(pieces) > 3
+    assert all(len(encode("w", 1, {"items": p.to_doc()})) < 3000 for p in pieces)
+    one, many = _worker(), _worker()
+    ItemState(one).apply_doc(whole.to_doc())
+    for piece in pieces:
+        ItemState(many).apply_doc(piece.to_doc())
+    assert _co(one) == _co(many)
+    np.testing.assert_allclose(_popularity(one), _popularity(many))
+    for p in POSTS:
+        if p in one.factors.model.i_latents:
+            np.testing.assert_allclose(many.factors.model.i_latents[p], one.factors.model.i_latents[p], atol=1e-6)
