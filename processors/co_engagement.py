@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -129,27 +129,30 @@ class CoEngagement:
         self._learnt += 1
         return paired
 
-    def add_counts(self, engaged: Mapping[str, float], pairs: Mapping[tuple[str, str], float]) -> None:
-        """Add engagement counts and co-occurrence counts learnt elsewhere (another worker's
-        :meth:`learn` calls, summed; ``pairs[(a, b)]`` counts both directions, as ``learn`` does).
+    def add_counts(self, engaged: Mapping[str, float], pairs: Mapping[str, Sequence[str]]) -> None:
+        """Add engagement counts and co-occurrences learnt elsewhere (another worker's
+        :meth:`learn` calls): ``pairs[a]`` lists the posts ``a`` was paired with, once per
+        co-occurrence, each counting both directions, as ``learn`` does.
 
         >>> here, there = CoEngagement(), CoEngagement()
         >>> _ = there.learn("a", []), there.learn("b", ["a"])
-        >>> here.add_counts({"a": 1, "b": 1}, {("b", "a"): 1})
+        >>> here.add_counts({"a": 1, "b": 1}, {"b": ["a"]})
         >>> dict(here.scores(["a"], [1.0])) == dict(there.scores(["a"], [1.0]))
         True
         """
         for post, n in engaged.items():
             s = self._touch_slot(post)  # first: a new slot may grow ``_engagements``
             self._engagements[s] += n
-        for (a, b), c in pairs.items():
-            sa, sb = self._touch_slot(a, recent=False), self._touch_slot(b, recent=False)
-            if sa == sb:
-                continue
-            for nb, other in ((self._neighbours[sa], sb), (self._neighbours[sb], sa)):
-                nb.add(other, c)
-                if len(nb.pos) > self._prune_above:
-                    self._prune(nb)
+        for a, others in pairs.items():
+            sa = self._touch_slot(a, recent=False)
+            for b, c in Counter(others).items():
+                sb = self._touch_slot(b, recent=False)
+                if sa == sb:
+                    continue
+                for nb, other in ((self._neighbours[sa], sb), (self._neighbours[sb], sa)):
+                    nb.add(other, c)
+                    if len(nb.pos) > self._prune_above:
+                        self._prune(nb)
         self._forget_beyond_bound()
         self._learnt += 1
 

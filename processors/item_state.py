@@ -49,10 +49,9 @@ from __future__ import annotations
 import base64
 import json
 import math
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -66,6 +65,12 @@ def _vector(b64: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(b64, validate=True), dtype="<f4").astype(np.float64)
 
 
+def _strings(values) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise TypeError("expected a list of post ids")
+    return values
+
+
 def _b64(vec: np.ndarray) -> str:
     return base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode("ascii")
 
@@ -76,7 +81,7 @@ class ItemDeltas:
 
     popularity: dict[str, tuple[float, float]] = field(default_factory=dict)  # post → (decayed sum, as of ts)
     engaged: Counter = field(default_factory=Counter)  # post → engagements (co-engagement counts)
-    pairs: Counter = field(default_factory=Counter)  # (post, earlier post) → co-occurrences
+    pairs: dict[str, list[str]] = field(default_factory=dict)  # post → earlier posts paired with it, per co-occurrence
     factors: dict[str, np.ndarray] = field(default_factory=dict)  # post → change of its factors
     events: int = 0  # engagements folded into these deltas
 
@@ -85,10 +90,11 @@ class ItemDeltas:
 
     def approx_bytes(self) -> int:
         """About how long :meth:`to_doc`'s JSON is."""
-        return 48 * len(self.popularity) + 20 * len(self.engaged) + 28 * len(self.pairs) + 110 * len(self.factors)
+        return (48 * len(self.popularity) + 20 * len(self.engaged) + 8 * sum(map(len, self.pairs.values()))
+                + 110 * len(self.factors))
 
     def split(self, max_bytes: int) -> list["ItemDeltas"]:
-        """Pieces of about ``max_bytes`` at most, split by post (a pair goes with its first post);
+        """Pieces of about ``max_bytes`` at most (a post's pairs may be cut over several);
         applying every piece equals applying the whole.
 
         >>> d = ItemDeltas(engaged=Counter({f"p{i}": 1 for i in range(100)}), events=100)
@@ -96,28 +102,41 @@ class ItemDeltas:
         >>> len(pieces), sum(len(p.engaged) for p in pieces), sum(p.events for p in pieces)
         (4, 100, 100)
         """
-        n = -(-self.approx_bytes() // max(max_bytes, 1))
-        if n <= 1:
+        if self.approx_bytes() <= max_bytes:
             return [self]
-        pieces = [ItemDeltas() for _ in range(n)]
-        at = lambda post: pieces[zlib.crc32(post.encode()) % n]  # noqa: E731
-        for post, pop in self.popularity.items():
-            at(post).popularity[post] = pop
-        for post, c in self.engaged.items():
-            at(post).engaged[post] = c
-        for pair, c in self.pairs.items():
-            at(pair[0]).pairs[pair] = c
-        for post, vec in self.factors.items():
-            at(post).factors[post] = vec
-        pieces[0].events = self.events
-        return [p for p in pieces if p or p.pairs or p.events]
+        pieces, size = [ItemDeltas(events=self.events)], 0
+        room = max(1, max_bytes // 8)  # pair entries that fit one piece
+
+        def piece(cost: int) -> "ItemDeltas":
+            nonlocal size
+            if size and size + cost > max_bytes:
+                pieces.append(ItemDeltas())
+                size = 0
+            size += cost
+            return pieces[-1]
+
+        for post in dict.fromkeys([*self.popularity, *self.engaged, *self.factors, *self.pairs]):
+            cost = 48 * (post in self.popularity) + 20 * (post in self.engaged) + 110 * (post in self.factors)
+            if cost:
+                d = piece(cost)
+                if post in self.popularity:
+                    d.popularity[post] = self.popularity[post]
+                if post in self.engaged:
+                    d.engaged[post] = self.engaged[post]
+                if post in self.factors:
+                    d.factors[post] = self.factors[post]
+            others = self.pairs.get(post, [])
+            for i in range(0, len(others), room):
+                chunk = others[i:i + room]
+                piece(8 * len(chunk)).pairs.setdefault(post, []).extend(chunk)
+        return pieces
 
     def to_doc(self) -> dict:
         """JSON-able form (``processors/schemas/model_sync.json``, ``items``): factors as base64 little-endian float32."""
         return {"events": self.events,
                 "popularity": {p: [v, t] for p, (v, t) in self.popularity.items()},
                 "engaged": dict(self.engaged),
-                "pairs": [[a, b, c] for (a, b), c in self.pairs.items()],
+                "pairs": self.pairs,
                 "factors": {p: _b64(v) for p, v in self.factors.items()}}
 
     @classmethod
@@ -126,7 +145,7 @@ class ItemDeltas:
         try:
             return cls(popularity={str(p): (float(v), float(t)) for p, (v, t) in doc["popularity"].items()},
                        engaged=Counter({str(p): float(n) for p, n in doc["engaged"].items()}),
-                       pairs=Counter({(str(a), str(b)): float(c) for a, b, c in doc["pairs"]}),
+                       pairs={str(a): _strings(others) for a, others in doc["pairs"].items()},
                        factors={str(p): _vector(v) for p, v in doc["factors"].items()},
                        events=int(doc["events"]))
         except (TypeError, KeyError, AttributeError, base64.binascii.Error) as exc:
@@ -147,35 +166,49 @@ class ItemState:
 
     def __init__(self, recommender: Recommender):
         self.rec = recommender
-        self.pending = ItemDeltas()
+        # this interval's engagements, as they were learnt: aggregated by :meth:`take` (appending
+        # here is all the per-event work, off the engagement engine's hot path)
+        self._posts: list[str] = []
+        self._weights: list[float] = []
+        self._times: list[float] = []
+        self._paired: list[tuple[str, list[str]]] = []
         self.changed: set[str] = set()
         recommender.item_state = self
         if recommender.factors is not None and hasattr(recommender.factors, "track_item_deltas"):
             recommender.factors.track_item_deltas()
 
     # -- this worker's deltas -----------------------------------------------------------
-    def record(self, post_id: str, weight: float, ts: float, paired: Iterable[str]) -> None:
+    def record(self, post_id: str, weight: float, ts: float, paired: Sequence[str]) -> None:
         """One engagement learnt here: ``weight`` added to ``post_id``'s popularity at ``ts``,
         paired (co-engagement) with ``paired``."""
-        d = self.pending
-        rate = math.log(2) / self.rec.catalog.popularity_half_life_s
-        value, ref = d.popularity.get(post_id, (0.0, ts))
-        if ts >= ref:  # the same decayed sum as PostCatalog.engage keeps
-            value = value * math.exp(-(ts - ref) * rate) + weight
-            ref = ts
-        else:
-            value += weight * math.exp(-(ref - ts) * rate)
-        d.popularity[post_id] = (value, ref)
-        if self.rec.coengagement is not None:
-            d.engaged[post_id] += 1
-            for other in paired:
-                d.pairs[(post_id, other)] += 1
-        d.events += 1
-        self.changed.add(post_id)
+        self._posts.append(post_id)
+        self._weights.append(weight)
+        self._times.append(ts)
+        if paired:
+            self._paired.append((post_id, paired))
 
     def take(self) -> ItemDeltas:
         """What was learnt here since the last call (factor deltas included); resets it."""
-        deltas, self.pending = self.pending, ItemDeltas()
+        posts, weights, times, paired = self._posts, self._weights, self._times, self._paired
+        self._posts, self._weights, self._times, self._paired = [], [], [], []
+        deltas = ItemDeltas(events=len(posts))
+        if posts:
+            # per post, the sum of its weights decayed to its newest event (PostCatalog.engage's sum)
+            rate = math.log(2) / self.rec.catalog.popularity_half_life_s
+            index: dict[str, int] = {}
+            at = np.fromiter((index.setdefault(p, len(index)) for p in posts), dtype=np.int64, count=len(posts))
+            t = np.asarray(times, dtype=np.float64)
+            newest = np.full(len(index), -np.inf)
+            np.maximum.at(newest, at, t)
+            value = np.bincount(at, weights=np.asarray(weights) * np.exp(-(newest[at] - t) * rate), minlength=len(index))
+            deltas.popularity = {p: (float(value[i]), float(newest[i])) for p, i in index.items()}
+            if self.rec.coengagement is not None:
+                deltas.engaged = Counter(posts)
+                pairs: dict[str, list[str]] = {}
+                for post, others in paired:
+                    pairs.setdefault(post, []).extend(others)
+                deltas.pairs = pairs
+            self.changed.update(index)
         factors = self.rec.factors
         if factors is not None and hasattr(factors, "take_item_deltas"):
             deltas.factors = factors.take_item_deltas()
