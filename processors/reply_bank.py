@@ -41,7 +41,7 @@ from typing import Sequence
 import numpy as np
 
 from processors.protocols import Embedder
-from processors.safety import has_personal_data, is_safe_reply
+from processors.safety import is_safe_reply
 from processors.sentiment_protocol import SentimentAnalyzer
 
 _REPEATS = re.compile(r"(.)\1{2,}")
@@ -208,7 +208,7 @@ class ResponseBank:
         """The bank key of ``reply_text`` if it may be learnt (no personal data, safe, short: the
         text as written and as the bank would show it)."""
         key = normalise(reply_text)
-        if not key or has_personal_data(reply_text) or not is_safe_reply(reply_text, max_words=self.max_words):
+        if not key or not is_safe_reply(reply_text, max_words=self.max_words):  # personal data included
             return None
         return key if is_safe_reply(display_text(key), max_words=self.max_words) else None
 

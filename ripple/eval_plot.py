@@ -27,6 +27,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def plot_sync_sweep(points: dict[int, list[tuple[float | None, float]]], one_worker: float, path: Path, k: int = 10,
                     title: str = "") -> Path:
     """PNG of HR@k against the model-sync interval (log scale), one line per worker count
@@ -53,12 +62,7 @@ def plot_sync_sweep(points: dict[int, list[tuple[float | None, float]]], one_wor
     ax.set_title(title or f"HR@{k} against the sync interval")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_moving_hr(traces: dict[str, Trace], path: Path, k: int = 10, window: int = 1000, title: str = "",
@@ -82,9 +86,4 @@ def plot_moving_hr(traces: dict[str, Trace], path: Path, k: int = 10, window: in
     ax.set_title(title or f"prequential HR@{k}")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=min(4, max(len(traces), 1)), fontsize=8, frameon=False)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

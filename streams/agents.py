@@ -161,7 +161,6 @@ def _register_replies(rt: Runtime, ready: asyncio.Event | None) -> None:
         engagement engine, which reads the same topic."""
         loop = asyncio.get_running_loop()
         embed_comments = metrics.instrument_embed(rt.embedder.embed, "comment")
-        embed_replies = metrics.instrument_embed(rt.embedder.embed, "reply")
         if ready is not None:
             await ready.wait()
         async for events in stream.take_events(s.embed_batch_size, within=s.embed_batch_window_s):
@@ -180,9 +179,6 @@ def _register_replies(rt: Runtime, ready: asyncio.Event | None) -> None:
                             waiting.add(comment, vec, score, time.monotonic())  # post not embedded yet
                             continue
                         await _suggest(comment, vec, score, author)
-                    pending = bank.pending_texts()
-                    if pending:  # replies newly admitted to the bank (k distinct users) need vectors
-                        bank.set_vectors(pending, await loop.run_in_executor(rt.executor, embed_replies, pending))
-                        metrics.record_model_update("reply_bank", len(pending))
+                    await rt.embed_admitted_replies()  # replies newly admitted (k distinct users) need vectors
                 except Exception:  # suggestions are best effort; the engagement engine folds the comment itself
                     log.exception("reply suggestion failed for a batch of %d comments", len(comments))

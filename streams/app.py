@@ -8,6 +8,8 @@ decoding and validation are in :mod:`processors.events`, state updates and ranki
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +65,16 @@ class Runtime:
     async def reject(self, event, reason: str) -> None:
         """Send Faust ``event`` to the dead-letter topic with ``reason`` and its source position."""
         await self.topics["dead-letter"].send(value=self.dead_letters.document(event.message, event.value, reason))
+
+    async def embed_admitted_replies(self) -> None:
+        """Embed the replies the bank admitted since the last call (off the event loop; the
+        vectors are set on it), whoever's messages admitted them."""
+        bank = self.replies.bank
+        pending = bank.pending_texts()
+        if pending:
+            embed = metrics.instrument_embed(self.embedder.embed, "reply")
+            bank.set_vectors(pending, await asyncio.get_running_loop().run_in_executor(self.executor, embed, pending))
+            metrics.record_model_update("reply_bank", len(pending))
 
     async def publish_suggestions(self, doc: dict) -> None:
         await self.topics["suggested-replies"].send(key=doc["recipient_id"].encode(), value=doc)

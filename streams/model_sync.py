@@ -264,14 +264,7 @@ def register(rt, catalog_ready: asyncio.Event, writes_snapshots: Callable[[], bo
     after_apply = None
     if rt.replies is not None:
         parts.append(ReplyState(rt.replies))
-        bank = rt.replies.bank
-
-        async def after_apply() -> None:  # replies admitted by another worker's messages get their vectors
-            pending = bank.pending_texts()
-            if pending and rt.embedder is not None:
-                vectors = await asyncio.get_running_loop().run_in_executor(rt.executor, rt.embedder.embed, pending)
-                bank.set_vectors(pending, vectors)
-                metrics.record_model_update("reply_bank", len(pending))
+        after_apply = rt.embed_admitted_replies  # replies admitted by another worker's messages
 
     sync = ModelSync(KafkaIO(s), parts, sync_topic(s), state_topic(s), s.partitions,
                      interval_s=s.sync_interval_s, snapshot_interval_s=s.snapshot_interval_s,

@@ -49,8 +49,17 @@ def _features(message: dict, name: str) -> int:
     return sum(1 for item in message["items"] if item["reasons"][name] != 0)
 
 
-def test_a_restarted_worker_ranks_with_the_item_state_it_had(bootstrap, worker_factory, tmp_path):
-    settings, worker = worker_factory(sync_interval_s=0.5, snapshot_interval_s=1.0)
+def _quick_failover(monkeypatch) -> dict:
+    """A killed worker's partitions move after 10 s, in both groups (Faust's and the engine's),
+    not after the default 60 s; the settings a test's workers get for that."""
+    for name, value in (("BROKER_SESSION_TIMEOUT", "10"), ("BROKER_HEARTBEAT_INTERVAL", "1")):
+        monkeypatch.setenv(name, value)
+    return {"session_timeout_s": 10, "sync_interval_s": 0.5, "snapshot_interval_s": 1.0}
+
+
+def test_a_restarted_worker_ranks_with_the_item_state_it_had(bootstrap, worker_factory, monkeypatch, tmp_path):
+    quick = _quick_failover(monkeypatch)
+    settings, worker = worker_factory(**quick)
     t = settings.topic
     asyncio.run(_posts(bootstrap, t("posts"), [(p, text, i % settings.partitions) for i, (p, text) in enumerate(POSTS)]))
     rng = random.Random(5)
@@ -70,7 +79,7 @@ def test_a_restarted_worker_ranks_with_the_item_state_it_had(bootstrap, worker_f
 
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
-    worker_factory(app_id=settings.app_id, sync_interval_s=0.5, snapshot_interval_s=1.0)
+    worker_factory(app_id=settings.app_id, **quick)
     asyncio.run(produce(bootstrap, [_follow(u, "nobody-2") for u in users], settings.topic_prefix))
     after = _latest(bootstrap, t("recommendations"), users, 10)
 
@@ -117,8 +126,10 @@ def test_what_one_workers_users_teach_reaches_the_other_worker(bootstrap, worker
     assert stew[0]["reasons"]["popularity"] > 0
 
 
-def test_a_reply_to_a_comment_read_before_a_restart_reaches_its_author(bootstrap, worker_factory, tmp_path):
-    settings, worker = worker_factory(sync_interval_s=0.5, snapshot_interval_s=1.0)
+def test_a_reply_to_a_comment_read_before_a_restart_reaches_its_author(bootstrap, worker_factory, monkeypatch,
+                                                                      tmp_path):
+    quick = _quick_failover(monkeypatch)
+    settings, worker = worker_factory(**quick)
     t = settings.topic
     asyncio.run(produce(bootstrap, [{"topic": "posts", "key": "r1", "value": {
         "schema_version": 1, "post_id": "r1", "author_id": "runner", "text": "Finished my first marathon today!"}}],
@@ -133,7 +144,7 @@ def test_a_reply_to_a_comment_read_before_a_restart_reaches_its_author(bootstrap
 
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
-    worker_factory(app_id=settings.app_id, sync_interval_s=0.5, snapshot_interval_s=1.0)
+    worker_factory(app_id=settings.app_id, **quick)
     asyncio.run(produce(bootstrap, [engagement("comments", "friend", "r1", comment_id="k2", reply_to="k1",
                                                text="Thank you so much for the kind words!")], settings.topic_prefix))
     msgs = asyncio.run(consume(bootstrap, t("suggested-replies"), until=lambda m: any(

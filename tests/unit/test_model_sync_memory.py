@@ -26,9 +26,11 @@ def _recommender() -> Recommender:
 
 
 class Node:
-    def __init__(self, broker: MemoryBroker):
+    """A worker's model sync, driven step by step: its item state, or the ``parts`` given."""
+
+    def __init__(self, broker: MemoryBroker, parts=None):
         self.rec = _recommender()
-        self.sync = ModelSync(MemoryIO(broker), [ItemState(self.rec)], "sync", "state", 2, interval_s=1.0,
+        self.sync = ModelSync(MemoryIO(broker), parts or [ItemState(self.rec)], "sync", "state", 2, interval_s=1.0,
                               snapshot_interval_s=1.0, transactional_id="mem-model-state")
         self.profiles: dict[str, UserProfile] = {}
 
@@ -74,20 +76,20 @@ def test_a_new_worker_starts_from_snapshot_plus_later_deltas_without_counting_tw
             for e in ev:
                 alone.on_engagement(e, alone_profiles.setdefault(e.user_id, UserProfile(e.user_id)))
 
+        async def exchange():
+            await a.sync.publish()
+            await b.sync.publish()
+            await a.hear()
+            await b.hear()
+
         a.learn(batches[0])
         b.learn(batches[1])
-        await a.sync.publish()
-        await b.sync.publish()
-        await a.hear()
-        await b.hear()
+        await exchange()
         a.learn(batches[2])  # in the snapshot, sent with it
         await a.sync.snapshot()
         a.learn(batches[3])
         b.learn(batches[4])
-        await a.sync.publish()
-        await b.sync.publish()
-        await a.hear()
-        await b.hear()
+        await exchange()
 
         c = Node(broker)
         await c.start()
@@ -107,18 +109,7 @@ def test_replies_and_comment_authors_reach_every_worker_and_survive_a_restart():
 
     def node(broker):
         replies = ReplySuggester(ResponseBank(min_users=3))
-        sync = ModelSync(MemoryIO(broker), [ReplyState(replies)], "sync", "state", 2, interval_s=1.0,
-                         snapshot_interval_s=1.0, transactional_id="mem-model-state")
-        return replies, sync
-
-    async def start(sync):
-        sync.producer = sync.io.producer()
-        await sync.producer.start()
-        consumer = sync.io.consumer(group_id=None, isolation_level="read_committed")
-        await consumer.start()
-        await sync._restore(consumer)
-        sync._apply_batch(await consumer.getmany(timeout_ms=0, max_records=10_000))
-        return consumer
+        return replies, Node(broker, [ReplyState(replies)])
 
     def comment(user, cid, reply_to=None, text="Well done, congratulations"):
         return Ev("comment", user, "p1", ts=10.0, text=text, comment_id=cid, reply_to=reply_to)
@@ -127,22 +118,23 @@ def test_replies_and_comment_authors_reach_every_worker_and_survive_a_restart():
         broker = MemoryBroker()
         broker.create_topic("sync", 2)
         broker.create_topic("state", 2)
-        (ra, sa), (rb, sb) = node(broker), node(broker)
-        ca, cb = await start(sa), await start(sb)
+        (ra, a), (rb, b) = node(broker), node(broker)
+        await a.start()
+        await b.start()
         vec = np.zeros(4, dtype=np.float32)
         ra.on_comment(comment("alice", "c1", text="I finally finished my first marathon"), vec, 0.0, post_author="x")
         ra.on_comment(comment("bob", "c2", reply_to="c1"), vec, 0.0, post_author="x")
         ra.on_comment(comment("carol", "c3", reply_to="c1"), vec, 0.0, post_author="x")
-        await sa.publish()
-        sb._apply_batch(await cb.getmany(timeout_ms=0, max_records=100))
+        await a.sync.publish()
+        await b.hear()
         # worker b reads a reply to a comment worker a read: it knows the recipient
         assert rb.directory.author_of("c1") == "alice"
         # the third distinct user of the reply writes on worker b: the reply is admitted there
         rb.on_comment(comment("dave", "c4", reply_to="c1"), vec, 0.0, post_author="x")
         assert [e.text for e in rb.bank.entries() if e.source == "learned"] == ["Well done congratulations"]
-        await sb.snapshot()
-        rc, sc = node(broker)
-        await start(sc)
+        await b.sync.snapshot()
+        rc, c = node(broker)
+        await c.start()
         assert rc.directory.author_of("c1") == "alice" and rc.directory.author_of("c4") == "dave"
         learned = [e for e in rc.bank.entries() if e.source == "learned"]
         assert [(e.text, e.count) for e in learned] == [("Well done congratulations", 3.0)]
