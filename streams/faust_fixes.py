@@ -1,15 +1,18 @@
-"""Workarounds for faust-streaming (0.15) behaviour that can lose a table change.
+"""Workarounds for faust-streaming (0.15) behaviour that can lose a table change or an input record.
 
-Both concern the producer buffer where a table's changelog records wait (``Table.__setitem__``
+The first two concern the producer buffer where a table's changelog records wait (``Table.__setitem__``
 cannot await, so Faust queues the send and a background task publishes it).  Offsets are only
 safe to commit once every record queued for the events they cover has reached the Kafka
 producer: under ``exactly_once`` a record that misses the transaction being committed lands in
 the next one, which a ``kill -9`` aborts; under ``at_least_once`` a record still queued when the
 worker dies is never written.  Either way the input offset is committed without the state change.
 
-:func:`apply` installs both fixes; it is idempotent.  They assume Faust's ``producer_threaded``
+:func:`apply` installs them; it is idempotent.  They assume Faust's ``producer_threaded``
 setting is off (Ripple never turns it on): a threaded producer has its own queue, which these
 fixes do not see.
+
+The third concerns the seek after an assignment (:func:`_seek_uncommitted_by_reset_policy`): a
+partition with no committed offset could skip the records fetched before Faust's seek.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ def apply() -> None:
     """Make the producer buffer's flush complete, and commit offsets only after one succeeded."""
     _complete_buffer_flush()
     _commit_only_what_was_sent()
+    _seek_uncommitted_by_reset_policy()
 
 
 def held(buffer) -> int:
@@ -135,6 +139,41 @@ def _commit_only_what_was_sent() -> None:
 
     _commit_offsets._ripple_flushes = True
     Consumer._commit_offsets = _commit_offsets
+
+
+def _seek_uncommitted_by_reset_policy() -> None:
+    """After an assignment Faust seeks every partition to its committed offset
+    (``Consumer.perform_seek``), after its flow control has dropped what was fetched meanwhile.
+    aiokafka's ``seek_to_committed`` leaves a partition with no committed offset (or offset 0)
+    where the fetcher is: past the records already fetched and dropped.  A new worker of a
+    group whose other partitions have commits lost those records (a comment on a partition no
+    one had committed yet got no suggested reply after a restart).  Seek such a partition as the
+    consumer's ``auto_offset_reset`` says: to the beginning (``earliest``) or the end."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    if getattr(AIOKafkaConsumerThread.seek_to_committed, "_ripple_resets", False):
+        return
+
+    async def seek_to_committed(self):
+        consumer = self._ensure_consumer()
+        policy = self.app.conf.consumer_auto_offset_reset
+
+        async def seek():
+            offsets = await consumer.seek_to_committed()
+            zero = [tp for tp, offset in offsets.items() if offset == 0]
+            unset = [tp for tp, offset in offsets.items() if offset is None or offset < 0]
+            for tp in zero:
+                consumer.seek(tp, 0)
+            if unset and policy == "earliest":
+                await consumer.seek_to_beginning(*unset)
+            elif unset and policy == "latest":
+                await consumer.seek_to_end(*unset)
+            return offsets
+
+        return await self.call_thread(seek)
+
+    seek_to_committed._ripple_resets = True
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed
 
 
 def _keep_acked(consumer, offsets, acked_lists) -> None:

@@ -11,6 +11,7 @@ import signal
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
+from conftest import wait_for
 from streams.client import consume, produce
 from test_pipeline import engagement
 from test_scale_out import _posts, _wait_until_split
@@ -141,6 +142,11 @@ def test_a_reply_to_a_comment_read_before_a_restart_reaches_its_author(bootstrap
     log = tmp_path / "worker-0.log"
     written = log.read_text(errors="replace").count("a checkpoint written")
     assert asyncio.run(_until(lambda: log.read_text(errors="replace").count("a checkpoint written") >= written + 2, 30))
+    # the comments agent's group has committed k1's partition and nothing of the other one, where k2
+    # will land: the restarted worker must still read that partition from its beginning
+    part = DefaultPartitioner()
+    assert part(b"fan", [0, 1], [0, 1]) != part(b"friend", [0, 1], [0, 1])
+    assert wait_for(lambda: asyncio.run(_committed(bootstrap, settings.app_id, t("comments"))), 30)
 
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
@@ -157,6 +163,19 @@ def _owned(tmp_path) -> list[set[int]]:
     from test_scale_out import _engine_partitions
 
     return [set(_engine_partitions(tmp_path / f"worker-{i}.log")) for i in (0, 1)]
+
+
+async def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The partitions of ``topic`` with an offset committed by ``group``, and those offsets."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: md.offset for tp, md in offsets.items() if tp.topic == topic and md.offset >= 0}
 
 
 async def _until(predicate, timeout_s: float) -> bool:
