@@ -5,7 +5,8 @@
 
 Every panel of ``build_dashboards.py`` (or the ones named with ``--panel``) is drawn from
 ``/api/v1/query_range`` with the panel's own PromQL and legend formats, in dashboard order, two
-panels per line like the Grafana layout.  ``tests/integration/test_prometheus_pipeline.py`` calls
+panels per line like the Grafana layout.  The dashboard's Grafana variables are replaced as
+``build_dashboards.promql`` does (job ``ripple-worker``, every instance, 1-minute rates).  ``tests/integration/test_prometheus_pipeline.py`` calls
 :func:`render` when ``RIPPLE_DASHBOARD_PNG`` is set, which is how ``docs/img/dashboard.png`` was
 made.  Needs ``matplotlib`` (not a Ripple dependency: ``pip install matplotlib``).
 """
@@ -95,7 +96,7 @@ def render(base: str, out: Path | str, start: float, end: float, *, step: float 
         ax.set_title(panel.title, loc="left", fontsize=10, color="#ccccdc")
         drawn = 0
         for fmt, expr in panel.targets:
-            for series in query_range(base, expr, start, end, step):
+            for series in query_range(base, dashboards.promql(expr), start, end, step):
                 xs = [float(t) - start for t, _ in series["values"]]
                 ys = [float(v) for _, v in series["values"]]
                 if all(math.isnan(y) for y in ys):
