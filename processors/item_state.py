@@ -132,7 +132,7 @@ class ItemDeltas:
         return pieces
 
     def to_doc(self) -> dict:
-        """JSON-able form (``processors/schemas/model_sync.json``, ``items``): factors as base64 little-endian float32."""
+        """JSON-able form (``client/ripple_client/schemas/model_sync.json``, ``items``): factors as base64 little-endian float32."""
         return {"events": self.events,
                 "popularity": {p: [v, t] for p, (v, t) in self.popularity.items()},
                 "engaged": dict(self.engaged),

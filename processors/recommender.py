@@ -84,6 +84,8 @@ class Recommender:
         #: the item-side state shared with other workers (:class:`processors.item_state.ItemState`
         #: sets it); ``None``: this recommender learns alone
         self.item_state = None
+        #: :class:`processors.trends.Trends` that learns every engagement (the worker sets it)
+        self.trends = None
 
     # -- inputs -------------------------------------------------------------------------
     def on_posts(self, posts: Sequence[Post], embeddings: np.ndarray) -> list[str]:
@@ -108,6 +110,8 @@ class Recommender:
                 self.factors.learn(ev.user_id, ev.post_id, self.catalog.sample_ids(cfg.negatives, self._rng))
             if self.item_state is not None:
                 self.item_state.record(ev.post_id, w, ev.ts, paired)
+            if self.trends is not None:
+                self.trends.record(ev.post_id, w, ev.ts)
         return self.throttle.offer(ev.user_id, self.clock())
 
     def on_follow(self, ev: Follow, profile: UserProfile) -> bool:

@@ -5,7 +5,7 @@ A worker's learned state that every worker needs is split into *shared parts*
 (:class:`processors.item_state.ItemState`, ``items``) and the learned replies with the comment
 directory (:class:`processors.reply_state.ReplyState`, ``replies``).  Each part gives its
 deltas as a JSON-able document; a message carries the documents of one interval with the
-sender's origin id and sequence number (``processors/schemas/model_sync.json``).
+sender's origin id and sequence number (``client/ripple_client/schemas/model_sync.json``).
 
 >>> data = encode("w1", 3, {"items": {"events": 0}})
 >>> decode(data)

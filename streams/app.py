@@ -28,7 +28,9 @@ from streams.posts_table import PostsTable
 
 log = logging.getLogger("ripple.worker")
 
-OUTPUT_TOPICS = ("recommendations", "suggested-replies", "dead-letter")
+OUTPUT_TOPICS = ("recommendations", "suggested-replies", "dead-letter", "trending")
+#: output topics that keep the newest message per key (a user's latest list; the latest trends)
+COMPACTED_OUTPUTS = ("recommendations", "trending")
 ENGAGEMENT_TOPICS = ("likes", "comments", "shares", "follows")
 TABLES = ("profiles", "posts")  # changelog topics <app_id>-<table>-changelog: the engine's, and the posts table's
 

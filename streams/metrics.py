@@ -171,6 +171,11 @@ MODEL_SNAPSHOT_ITEMS = Counter(
 MODEL_SNAPSHOTS = Counter(
     "ripple_model_snapshots", "Snapshots (with their checkpoint) written to the model-state topic",
     registry=REGISTRY)
+TRENDING_MESSAGES = Counter(
+    "ripple_trending_messages", "Messages published to the trending topic", registry=REGISTRY)
+TRENDING_POSTS = Gauge(
+    "ripple_trending_posts", "Posts with a trend score this worker holds (every worker holds the same)",
+    registry=REGISTRY)
 GC_PAUSE_SECONDS = Histogram(
     "ripple_gc_pause_seconds", "Pauses of Python's cyclic garbage collector in the worker (every generation).",
     buckets=GC_BUCKETS, registry=REGISTRY)
@@ -179,7 +184,8 @@ GC_PAUSE_SECONDS = Histogram(
 ALL_METRICS = (EVENTS_CONSUMED, DEAD_LETTERS, PROCESSING_SECONDS, EVENT_TO_RECOMMENDATION_SECONDS,
                RECOMMENDATIONS_PUBLISHED, RECOMMENDATIONS_DEFERRED, RECOMMENDATIONS_OWED, SUGGESTIONS_PUBLISHED, MODEL_UPDATES, ONNX_BATCH_SIZE,
                ONNX_INFERENCE_SECONDS, EMBEDDING_QUEUE_DEPTH, CONSUMER_LAG, REBALANCES, ENGINE_RECORDS, SKIPPED_RECORDS,
-               ENGINE_PARTITIONS, MODEL_SYNC_MESSAGES, MODEL_SYNC_BYTES, MODEL_SNAPSHOTS, MODEL_SNAPSHOT_ITEMS, GC_PAUSE_SECONDS)
+               ENGINE_PARTITIONS, MODEL_SYNC_MESSAGES, MODEL_SYNC_BYTES, MODEL_SNAPSHOTS, MODEL_SNAPSHOT_ITEMS, GC_PAUSE_SECONDS,
+               TRENDING_MESSAGES, TRENDING_POSTS)
 
 # Zero-initialise the fixed label combinations so rate()/increase() see the first event.
 for _topic, _kind in INPUT_TOPICS.items():
@@ -300,6 +306,12 @@ def record_model_sync(outcome: str, size: int, n: int = 1) -> None:
     MODEL_SYNC_MESSAGES.labels(outcome=direction).inc(n)
     if size:
         MODEL_SYNC_BYTES.labels(outcome=direction).inc(size)
+
+
+def record_trending(posts_held: int) -> None:
+    """One trending message published; ``posts_held``: posts with a trend score."""
+    TRENDING_MESSAGES.inc()
+    TRENDING_POSTS.set(posts_held)
 
 
 def set_engine_partitions(assigned: int, ready: int) -> None:
@@ -444,3 +456,30 @@ def start_http(host: str = "127.0.0.1", port: int = 0) -> MetricsServer:
     bound_host, bound_port = httpd.server_address[:2]
     log.info("Prometheus metrics on http://%s:%d/metrics", bound_host, bound_port)
     return MetricsServer(host=bound_host, port=bound_port, _httpd=httpd)
+
+
+class ServiceMetrics:
+    """``ripple serve``'s metrics, in their own registry (no user ids in labels: the route is a
+    template name)."""
+
+    NAMES = ("ripple_serve_requests", "ripple_serve_request_seconds", "ripple_serve_users", "ripple_serve_records",
+             "ripple_serve_ready")
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("ripple_serve_requests", "HTTP requests answered, by route and status code",
+                                ["route", "code"], registry=self.registry)
+        self.seconds = Histogram("ripple_serve_request_seconds", "Time to answer a request, by route", ["route"],
+                                 buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+                                 registry=self.registry)
+        self.users = Gauge("ripple_serve_users", "Users whose newest list is held", registry=self.registry)
+        self.records = Counter("ripple_serve_records", "Records read from the recommendations and trending topics",
+                               registry=self.registry)
+        self.ready = Gauge("ripple_serve_ready", "1 once the topics were read to their end offsets at start",
+                           registry=self.registry)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition of this registry and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -262,6 +262,8 @@ def register(rt, catalog_ready: asyncio.Event, writes_snapshots: Callable[[], bo
     s = rt.settings
     parts: list[SharedPart] = [ItemState(rt.recommender)]
     after_apply = None
+    if rt.recommender.trends is not None:
+        parts.append(rt.recommender.trends)
     if rt.replies is not None:
         parts.append(ReplyState(rt.replies))
         after_apply = rt.embed_admitted_replies  # replies admitted by another worker's messages

@@ -10,7 +10,7 @@ from typing import Iterable
 
 from ripple.settings import Settings
 from streams import security
-from streams.app import TABLES, all_topics
+from streams.app import COMPACTED_OUTPUTS, TABLES, all_topics
 
 
 class TopicLayoutError(SystemExit):
@@ -61,6 +61,9 @@ async def ensure_topics(settings: Settings) -> None:
     """Create Ripple's topics; fail clearly if existing ones have another partition count."""
     names = all_topics(settings)
     auth = security.kafka_client_kwargs(settings)
+    # compacted outputs first (a topic that exists already keeps its configuration: see docs/architecture.md)
+    await create_topics(settings.broker, [settings.topic(t) for t in COMPACTED_OUTPUTS], settings.partitions,
+                        settings.replication_factor, configs={"cleanup.policy": "compact"}, **auth)
     await create_topics(settings.broker, names, settings.partitions, settings.replication_factor, **auth)
     # the compacted changelogs: the engine's profiles and the posts table's, which every worker's
     # catalog follower reads from the start (created here, before any worker reads or writes them)

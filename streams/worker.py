@@ -16,7 +16,8 @@ from processors.replies import ReplyConfig, ReplySuggester
 from processors.reply_bank import ResponseBank
 from ripple.settings import Settings
 from streams import gc_tuning, metrics, metrics_sources, security
-from streams import agents, catalog_follower, engagement_engine, model_sync
+from processors.trends import Trends
+from streams import agents, catalog_follower, engagement_engine, model_sync, trending
 from streams.app import build_app
 from streams.topics import ensure_topics
 
@@ -65,9 +66,15 @@ def run_worker(settings: Settings) -> None:
                          "check RIPPLE_BROKER and RIPPLE_SECURITY_PROTOCOL / RIPPLE_SASL_*") from None
     rt = build_app(settings, embedder, recommender_for(settings, embedder.dim),
                    replies=replies_for(settings, embedder, sentiment), sentiment=sentiment)
+    rt.recommender.trends = Trends()
     catalog = catalog_follower.register(rt)
     engine = None
-    sync = model_sync.register(rt, catalog.caught_up, writes_snapshots=lambda: engine is not None and engine.owns_partition_zero())
+
+    def writes_snapshots() -> bool:
+        return engine is not None and engine.owns_partition_zero()
+
+    sync = model_sync.register(rt, catalog.caught_up, writes_snapshots=writes_snapshots)
+    trending.register(rt, rt.recommender.trends, publishes=writes_snapshots)
     engine = engagement_engine.register(rt, catalog.caught_up, sync.caught_up)
     agents.register(rt, catalog.caught_up, engine_lags=engine.lags, replies_ready=sync.caught_up)
     worker = faust.Worker(rt.app, loglevel=settings.log_level)

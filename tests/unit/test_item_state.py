@@ -143,6 +143,7 @@ def test_a_message_with_both_parts_follows_the_documented_schema():
     from processors.replies import ReplySuggester
     from processors.reply_bank import ResponseBank
     from processors.reply_state import ReplyState
+    from processors.trends import Trends
 
     rec = _worker()
     items = ItemState(rec)
@@ -150,9 +151,13 @@ def test_a_message_with_both_parts_follows_the_documented_schema():
     replies = ReplyState(ReplySuggester(ResponseBank()))
     replies.saw_comment("c1", "alice")
     replies.saw_reply("bob", "Thanks a lot", 3.0)
-    doc = json.loads(encode("w1", 1, {"items": items.take_docs()[0], "replies": replies.take_docs()[0]}))
-    assert doc["items"]["factors"] and doc["replies"]["replies"]
+    trends = Trends()
+    trends.record("p1", 2.0, 5.0)
+    doc = json.loads(encode("w1", 1, {"items": items.take_docs()[0], "replies": replies.take_docs()[0],
+                                      "trends": trends.take_docs()[0]}))
+    assert doc["items"]["factors"] and doc["replies"]["replies"] and doc["trends"]["posts"]["p1"][-1] == 5.0
     assert validate("model_sync", doc) is None
+    assert validate("model_sync", {**doc, "trends": {"windows": ["1h"], "posts": {"p1": [1.0]}}}) is not None
     assert validate("model_sync", {**doc, "seq": 0}) is not None
 
 
