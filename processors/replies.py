@@ -35,12 +35,14 @@ Examples
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from processors.calibration import Calibration
 from processors.events import SCHEMA_VERSION, Engagement
+from processors.language import script_language
 from processors.reply_bank import ReplyEntry, ResponseBank
 from processors.safety import clashes
 
@@ -143,6 +145,7 @@ def suggest(
     echo_threshold: float = 0.6,
     echo_margin: float = 0.1,
     echo_floor: float = 0.5,
+    lang: str | None = None,
 ) -> list[tuple[str, float]]:
     """Up to ``k`` ``(text, score)`` responses for a comment, best first (see module docs).
 
@@ -182,6 +185,8 @@ def suggest(
         ctx = np.array([context_sim.get(e.cluster, np.nan) if e.cluster else np.nan for e in bank_entries])
         has = ~np.isnan(ctx)
         rel[has] = (1 - context_weight) * rel[has] + context_weight * ctx[has]
+    if lang is not None:  # answer in the comment's language
+        rel[np.array([e.lang != lang for e in bank_entries])] = -np.inf
     eligible = np.flatnonzero(rel >= threshold)
     if eligible.size == 0:
         return []
@@ -283,6 +288,14 @@ class ReplyConfig:
     echo_floor: float = 0.5
     learn: bool = True  # learn replies (comments with reply_to) into the bank
 
+    def calibrated(self, cal: Calibration) -> "ReplyConfig":
+        """These knobs, stated on the reference model's cosine scale, on the scale of the model
+        ``cal`` was measured on (:mod:`processors.calibration`)."""
+        return replace(self, threshold=cal.to_model(self.threshold), prior_weight=self.prior_weight * cal.scale,
+                       dup_threshold=cal.to_model(self.dup_threshold), echo_threshold=cal.to_model(self.echo_threshold),
+                       echo_floor=cal.to_model(self.echo_floor),
+                       echo_margin=self.echo_margin * cal.slope_at(self.echo_floor))
+
 
 class ReplySuggester:
     """Bank + directory + ranking, driven one comment at a time (no broker, no model inside).
@@ -298,24 +311,30 @@ class ReplySuggester:
         config: ReplyConfig = ReplyConfig(),
         directory: CommentDirectory | None = None,
         model_version: str = MODEL_VERSION,
+        by_language: Mapping[str, ReplyConfig] | None = None,
     ):
         self.bank = bank
         self.config = config
+        #: the knobs for comments in a language whose cosines sit on another scale (else ``config``)
+        self.by_language = dict(by_language or {})
         self.directory = directory if directory is not None else CommentDirectory()
         self.model_version = f"{model_version}+{bank.version}"
         #: hears of each comment and reply, to share them with other workers
         #: (:class:`processors.reply_state.ReplyState` sets it); ``None``: this worker learns alone
         self.shared = None
 
-    def suggestions(self, comment_vec: np.ndarray, comment_sentiment: float) -> list[tuple[str, float]]:
-        """Ranked ``(text, score)`` responses for an embedded comment."""
-        cfg = self.config
+    def suggestions(self, comment_vec: np.ndarray, comment_sentiment: float,
+                    lang: str | None = None) -> list[tuple[str, float]]:
+        """Ranked ``(text, score)`` responses for an embedded comment; ``lang``: only replies in
+        that language (:func:`processors.language.script_language`)."""
+        cfg = self.by_language.get(lang, self.config)
         mat, entries = self.bank.matrix()
         return suggest(comment_vec, comment_sentiment, mat, entries, cfg.k, cfg.threshold,
                        prior_weight=cfg.prior_weight, dup_threshold=cfg.dup_threshold,
                        one_per_intent=cfg.one_per_intent, context_weight=cfg.context_weight,
                        echo_threshold=cfg.echo_threshold, echo_margin=cfg.echo_margin, echo_floor=cfg.echo_floor,
-                       context_sim=self.bank.context_similarity(comment_vec) if cfg.context_weight > 0 else None)
+                       context_sim=self.bank.context_similarity(comment_vec) if cfg.context_weight > 0 else None,
+                       lang=lang)
 
     def on_comment(
         self, ev: Engagement, comment_vec: np.ndarray, comment_sentiment: float, post_author: str | None
@@ -332,7 +351,8 @@ class ReplySuggester:
         if ev.comment_id and self.directory.add(ev.comment_id, ev.user_id) and self.shared is not None:
             self.shared.saw_comment(ev.comment_id, ev.user_id)
         recipient = recipient_for(ev, post_author, parent_author)
-        items = self.suggestions(comment_vec, comment_sentiment) if recipient is not None else []
+        lang = (script_language(ev.text) or "en") if ev.text else None
+        items = self.suggestions(comment_vec, comment_sentiment, lang) if recipient is not None else []
         # only a reply to a comment known here (any worker's), by someone else, counts toward the bank
         if self.config.learn and ev.reply_to and ev.text and parent_author not in (None, ev.user_id):
             self.bank.observe_reply(ev.user_id, ev.text, ev.ts, recipient=parent_author)

@@ -40,6 +40,7 @@ from typing import Sequence
 
 import numpy as np
 
+from processors.language import script_language
 from processors.protocols import Embedder
 from processors.safety import is_safe_reply
 from processors.sentiment_protocol import SentimentAnalyzer
@@ -84,10 +85,13 @@ class ReplyEntry:
     cluster: str | None = None
     safe: bool = True
     last_ts: float = 0.0
+    lang: str = ""  # the language its script says (processors.language); set from the text when empty
 
     def __post_init__(self) -> None:
         if self.cluster is None:
             self.cluster = self.intent
+        if not self.lang:
+            self.lang = script_language(self.text) or "en"
 
 
 @dataclass(frozen=True)
@@ -97,16 +101,28 @@ class SeedSet:
     contexts: dict[str, list[str]]  # intent → example comments
 
 
+#: seed file per language (the same intents in each)
+SEED_FILES = {"en": "seed_replies.json", "zh": "seed_replies.zh.json"}
+
+
 @lru_cache(maxsize=None)
-def load_seed() -> SeedSet:
-    """The curated seed set shipped in ``processors/data/seed_replies.json``."""
-    doc = json.loads(resources.files("processors").joinpath("data", "seed_replies.json").read_text("utf-8"))
-    intents = doc["intents"]
-    return SeedSet(
-        version=doc["version"],
-        replies={name: list(v["replies"]) for name, v in intents.items()},
-        contexts={name: list(v.get("contexts", [])) for name, v in intents.items()},
-    )
+def load_seed(languages: tuple[str, ...] = ("en",)) -> SeedSet:
+    """The curated seed set shipped in ``processors/data``, in ``languages`` (each intent's
+    replies and example comments of every language together; a reply's language is told by its
+    script when it is ranked)."""
+    replies: dict[str, list[str]] = {}
+    contexts: dict[str, list[str]] = {}
+    versions = []
+    for lang in languages:
+        name = SEED_FILES.get(lang)
+        if name is None:
+            raise ValueError(f"no seed replies in {lang!r}; languages: {', '.join(SEED_FILES)}")
+        doc = json.loads(resources.files("processors").joinpath("data", name).read_text("utf-8"))
+        versions.append(doc["version"])
+        for intent, v in doc["intents"].items():
+            replies.setdefault(intent, []).extend(v["replies"])
+            contexts.setdefault(intent, []).extend(v.get("contexts", []))
+    return SeedSet(version="+".join(versions), replies=replies, contexts=contexts)
 
 
 @dataclass

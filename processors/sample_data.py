@@ -112,17 +112,22 @@ def generate_stream(
     engagements_per_user: int = 6,
     seed: int = 42,
     start_ts: float | None = None,
+    lang: str = "en",
 ) -> SampleStream:
     """Posts first, then engagements: 80% on a user's themes, 20% anywhere.
 
-    Event times are one second apart and end about now (or start at ``start_ts``).
+    Event times are one second apart and end about now (or start at ``start_ts``).  ``lang``:
+    ``en`` or ``zh`` (:mod:`processors.sample_texts_zh`: the same themes, written in Chinese).
     """
+    from processors.sample_texts_zh import COMMENTS_ZH, THEMES_ZH
+
+    themes_texts, comments = (THEMES, COMMENTS) if lang == "en" else (THEMES_ZH, COMMENTS_ZH)
     rng = random.Random(seed)
     s = SampleStream()
-    n_events = len(THEMES) * posts_per_theme + n_users * engagements_per_user
+    n_events = len(themes_texts) * posts_per_theme + n_users * engagements_per_user
     ts = time.time() - n_events if start_ts is None else start_ts
     authors = [f"author{i}" for i in range(6)]
-    for theme, texts in THEMES.items():
+    for theme, texts in themes_texts.items():
         for j, text in enumerate(texts[:posts_per_theme]):
             pid = f"{theme}-{j}"
             author = rng.choice(authors)
@@ -132,7 +137,7 @@ def generate_stream(
     by_theme: dict[str, list[str]] = {}
     for pid, theme in s.post_theme.items():
         by_theme.setdefault(theme, []).append(pid)
-    themes = list(THEMES)
+    themes = list(themes_texts)
     users = [f"user{i}" for i in range(n_users)]
     for u in users:
         s.user_themes[u] = rng.sample(themes, k=1 if rng.random() < 0.5 else 2)
@@ -145,7 +150,7 @@ def generate_stream(
             kind = rng.choices(["likes", "comments", "shares"], weights=[6, 2, 1])[0]
             value = {"user_id": u, "post_id": pid, "ts": ts}
             if kind == "comments":
-                value.update(comment_id=f"c{len(s.events)}", text=rng.choice(COMMENTS))
+                value.update(comment_id=f"c{len(s.events)}", text=rng.choice(comments))
             s.events.append(_ev(kind, u, value))
             ts += 1
     return s

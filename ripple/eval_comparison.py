@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from processors.protocols import Embedder
+from processors.calibration import REFERENCE, Calibration
 from processors.recommender import RecommenderConfig
 from ripple.eval_baselines import (
     FUNKMF_LEARNING_RATE,
@@ -45,8 +46,11 @@ def embed_items(embedder: Embedder, texts: Sequence[str], batch_size: int = 256,
 def build_systems(data: Interactions, embeddings: np.ndarray, k: int = 10, popularity_half_life_s: float = POP_HALF_LIFE_S,
                   ripple_config: RecommenderConfig | None = None, seed: int = 0, workers: Sequence[int] = (1,),
                   sync_intervals: Sequence[float | None] = (SYNC_INTERVAL_S,),
-                  stream_rate: float = STREAM_RATE) -> list[System]:
+                  stream_rate: float = STREAM_RATE, calibration: Calibration = REFERENCE) -> list[System]:
     """Ripple (real ``Recommender`` + ``ImplicitMF``) and the three baselines over ``data.items``.
+
+    ``calibration``: of the sentence model that embedded the items (its similarity weight is
+    stated on the reference model's scale, :mod:`processors.calibration`).
 
     ``workers`` other than 1 add Ripple sharded over that many workers, once per sync interval of
     ``sync_intervals`` (``None``: no sync; :mod:`ripple.eval_sharded`)."""
@@ -55,6 +59,7 @@ def build_systems(data: Interactions, embeddings: np.ndarray, k: int = 10, popul
     items = data.items
     t0 = data.events[0].ts if data.events else 0.0
     config = ripple_config or eval_config(len(items), k)
+    config = replace(config, rank=config.rank.calibrated(calibration))
     sharded = [ShardedRipple(items, embeddings, config, n, interval, factors=lambda: ImplicitMF(seed=42 + seed), t0=t0,
                              stream_rate=stream_rate)
                for n in workers if n > 1 for interval in sync_intervals]

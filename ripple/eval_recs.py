@@ -42,6 +42,10 @@ def main(events_path: Path | None = None, movielens: bool = False, limit: int | 
     if model_path is None:
         model_path = Path.home() / ".cache" / "ripple" / "models" / "all-MiniLM-L6-v2.onnx"
     embedder = load_embedder(model_path, provider, progress, parallel=onnx_parallel)
+    if hasattr(embedder, "session"):  # the ONNX model (tests pass fakes): its cosine scale
+        from models.embedder import model_calibration
+
+        system_options.setdefault("calibration", model_calibration(embedder)["en"])
     result = evaluate(data, embedder, k=k, limit=limit, out_png=out_png, window=window, progress=progress,
                       report_after=report_after, **system_options)
     print(format_summary(result))

@@ -37,11 +37,17 @@ from tqdm import tqdm
 
 from processors.protocols import Embedder
 
-_WORDS = re.compile(r"[a-z0-9']+")
+_WORDS = re.compile(r"[a-z0-9']+|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+#: ``--lang`` → chatterbot-corpus directory
+CORPORA = {"en": "english", "zh": "chinese"}
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-cased word tokens (the BM25 analyser)."""
+    """Lower-cased word tokens, and each Chinese character as a token (the BM25 analyser).
+
+    >>> tokens("Nice run! 我今天跑了10公里")
+    ['nice', 'run', '我', '今', '天', '跑', '了', '10', '公', '里']
+    """
     return _WORDS.findall(text.lower())
 
 
@@ -109,6 +115,7 @@ def run_reply_eval(
     progress: bool = True,
     pairs: Sequence[tuple[str, str]] | None = None,
     batch_size: int = 64,
+    lang: str = "en",
 ) -> dict:
     """1-of-``n_candidates`` recall@1/3 of Ripple's cosine ranker and BM25 on the same draws.
 
@@ -120,9 +127,11 @@ def run_reply_eval(
         Evaluate a seeded random sample of this many pairs (distractors still come from all).
     pairs
         Use these pairs instead of the chatterbot corpus (tests).
+    lang
+        Which chatterbot-corpus conversations: ``en`` (english) or ``zh`` (chinese).
     """
     t0 = time.perf_counter()
-    pairs = list(pairs) if pairs is not None else load_pairs()
+    pairs = list(pairs) if pairs is not None else load_pairs(CORPORA[lang])
     replies = list(dict.fromkeys(r for _, r in pairs))
     reply_id = {r: i for i, r in enumerate(replies)}
     reply_key = [_key(r) for r in replies]
@@ -162,6 +171,7 @@ def run_reply_eval(
         "distinct_replies": len(replies),
         "n_candidates": n_candidates,
         "seed": seed,
+        "lang": lang,
         "seconds": round(time.perf_counter() - t0, 2),
         "random": {"recall@1": 1 / n_candidates, "recall@3": 3 / n_candidates},
     }
@@ -181,7 +191,7 @@ def format_summary(result: dict) -> str:
     """The summary table printed by ``ripple eval replies``."""
     lines = [
         f"reply selection: 1-of-{result['n_candidates']} on {result['pairs']} (message, reply) pairs "
-        f"(chatterbot-corpus english, seed {result['seed']}, {result['seconds']} s)",
+        f"(chatterbot-corpus {CORPORA[result.get('lang', 'en')]}, seed {result['seed']}, {result['seconds']} s)",
         f"{'ranker':<28}{'recall@1':>10}{'recall@3':>10}",
         "-" * 48,
     ]
@@ -192,12 +202,12 @@ def format_summary(result: dict) -> str:
 
 
 def main(model_path: Path, *, provider: str = "auto", n_candidates: int = 100, seed: int = 0,
-         limit: int | None = None, parallel: int | None = None) -> dict:
+         limit: int | None = None, parallel: int | None = None, lang: str = "en") -> dict:
     """Entry point for the CLI: load the ONNX model, run the evaluation, print the table."""
     from models.embedder import OnnxEmbedder, ensure_model
 
     ensure_model(model_path)
     embedder = OnnxEmbedder(model_path, provider=provider, parallel=parallel)
-    result = run_reply_eval(embedder, n_candidates=n_candidates, seed=seed, limit=limit)
+    result = run_reply_eval(embedder, n_candidates=n_candidates, seed=seed, limit=limit, lang=lang)
     print(format_summary(result))
     return result

@@ -98,7 +98,10 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=_default_home, description="Cache root: model, Kafka jars, worker state.")
 
     # --- Model -----------------------------------------------------------------------------
-    model_path: Path | None = Field(None, description="ONNX sentence model; default <home>/models/all-MiniLM-L6-v2.onnx.")
+    model: Literal["all-MiniLM-L6-v2", "multilingual-e5-small"] = Field(
+        "all-MiniLM-L6-v2", description="Sentence model (models/registry.py): 'all-MiniLM-L6-v2' (English, fast) or "
+        "'multilingual-e5-small' (about 100 languages, Chinese included; about 4x the compute).")
+    model_path: Path | None = Field(None, description="ONNX sentence model; default <home>/models/<RIPPLE_MODEL>.onnx.")
     onnx_provider: Literal["auto", "cuda", "cpu"] = Field(
         "auto", description="'auto' (CUDA if available, else CPU), 'cuda' or 'cpu'.")
     embed_batch_size: int = Field(64, ge=1, description="Posts (or comments) embedded per ONNX call.")
@@ -165,7 +168,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_model_path(self) -> Path:
-        return self.model_path or self.home / "models" / "all-MiniLM-L6-v2.onnx"
+        return self.model_path or self.home / "models" / f"{self.model}.onnx"
 
     def topic(self, name: str) -> str:
         """Full topic name for a logical topic (``posts`` → ``<prefix>posts``)."""

