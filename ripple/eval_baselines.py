@@ -5,6 +5,9 @@
   by ``|1 - u·i|``).
 * :class:`FactorsOnly` (``FunkMF``) — ``models.factors.ImplicitMF`` alone (river FunkMF, 1
   positive + sampled negatives per event), scoring every item.
+* :class:`ItemTransitions` — sequence-aware: what came right after the user's last item.
+* :class:`PeriodicEASE` — the nightly batch job: EASE refit from all past events every 5 % of
+  the stream.
 
 Each excludes the items the user already interacted with; ties go to catalog order.
 """
@@ -118,3 +121,73 @@ class FactorsOnly(_Indexed):
         self._mark(user, item)
         negs = [self.items[j] for j in self._rng.integers(0, len(self.items), self.negatives)]
         self.factors.learn(user, item, negs)
+
+
+class ItemTransitions(_Indexed):
+    """Sequence-aware: the items that most often came right after the user's last item (a first-
+    order Markov chain over every user's consecutive events); popularity fills the rest."""
+
+    def __init__(self, items: Sequence[str], name: str = "transitions"):
+        super().__init__(items)
+        self.name = name
+        self.next: dict[int, dict[int, float]] = {}
+        self.last: dict[str, int] = {}
+        self.counts = np.zeros(len(self.items))
+
+    def recommend(self, user: str, k: int, now: float) -> list[str]:
+        scores = self.counts / (self.counts.max() + 1.0)  # < 1: any transition outranks popularity
+        after = self.next.get(self.last.get(user, -1))
+        if after:
+            scores = scores.copy()
+            idx = np.fromiter(after, dtype=np.int64, count=len(after))
+            scores[idx] += np.fromiter(after.values(), dtype=np.float64, count=len(after))
+        return self._top(user, scores, k)
+
+    def learn(self, user: str, item: str, ts: float) -> None:
+        j = self._mark(user, item)
+        prev = self.last.get(user)
+        if prev is not None and prev != j:
+            row = self.next.setdefault(prev, {})
+            row[j] = row.get(j, 0.0) + 1.0
+        self.last[user] = j
+        self.counts[j] += 1.0
+
+
+class PeriodicEASE(_Indexed):
+    """The nightly batch job: EASE (Steck 2019), an item-item model refit from all past events
+    every ``refit_every`` events (and first after ``refit_every``), scoring a user's history
+    with the last fit; popularity before the first fit.  Needs an items × items matrix: catalogs
+    above ``max_items`` are left out (``enabled`` is False)."""
+
+    def __init__(self, items: Sequence[str], refit_every: int, l2: float = 200.0, max_items: int = 6000,
+                 name: str = "EASE (periodic)"):
+        super().__init__(items)
+        self.name, self.refit_every, self.l2 = name, max(1, refit_every), l2
+        self.enabled = len(self.items) <= max_items
+        self.counts = np.zeros(len(self.items))
+        self.B: np.ndarray | None = None
+        self._events = 0
+
+    def recommend(self, user: str, k: int, now: float) -> list[str]:
+        seen = self.seen.get(user)
+        if self.B is None or not seen:
+            return self._top(user, self.counts, k)
+        return self._top(user, self.B[list(seen)].sum(axis=0), k)
+
+    def learn(self, user: str, item: str, ts: float) -> None:
+        self.counts[self._mark(user, item)] += 1.0
+        self._events += 1
+        if self._events % self.refit_every == 0:
+            self._refit()
+
+    def _refit(self) -> None:
+        n = len(self.items)
+        X = np.zeros((len(self.seen), n), dtype=np.float32)
+        for row, cols in enumerate(self.seen.values()):
+            X[row, list(cols)] = 1.0
+        G = (X.T @ X).astype(np.float64)
+        G[np.diag_indices(n)] += self.l2
+        P = np.linalg.inv(G)
+        B = P / (-np.diag(P))
+        B[np.diag_indices(n)] = 0.0
+        self.B = B.astype(np.float32)

@@ -26,8 +26,11 @@ from ripple.eval_baselines import (
     ISGD,
     POP_HALF_LIFE_S,
     FactorsOnly,
+    ItemTransitions,
+    PeriodicEASE,
     RecentPopularity,
 )
+from ripple.eval_beyond import beyond_accuracy, popularity_ranks
 from ripple.eval_data import Interactions
 from ripple.eval_plot import plot_moving_hr, plot_sync_sweep
 from ripple.eval_prequential import System, replay, summarize
@@ -64,12 +67,14 @@ def build_systems(data: Interactions, embeddings: np.ndarray, k: int = 10, popul
                              stream_rate=stream_rate)
                for n in workers if n > 1 for interval in sync_intervals]
     ripple = [RippleSystem(items, embeddings, config, factors=ImplicitMF(seed=42 + seed), t0=t0)] if 1 in workers else []
+    ease = PeriodicEASE(items, refit_every=max(1, len(data.events) // 20))  # every 5 % of the stream
     return ripple + sharded + [
         RecentPopularity(items, popularity_half_life_s),
         ISGD(items, seed=seed),
         FactorsOnly(items, ImplicitMF(learning_rate=FUNKMF_LEARNING_RATE, seed=42 + seed), negatives=FUNKMF_NEGATIVES,
                     seed=seed),
-    ]
+        ItemTransitions(items),
+    ] + ([ease] if ease.enabled else [])
 
 
 def evaluate(data: Interactions, embedder: Embedder, *, k: int = 10, limit: int | None = None, out_png: Path | None = None,
@@ -84,14 +89,17 @@ def evaluate(data: Interactions, embedder: Embedder, *, k: int = 10, limit: int 
     events = data.events[:limit] if limit is not None else data.events
     data = replace(data, events=events)
     embed_s = 0.0
+    emb = None
     if systems is None:
         t = time.perf_counter()
         emb = embed_items(embedder, [data.texts[i] for i in data.items], progress=progress)
         embed_s = time.perf_counter() - t
         systems = build_systems(data, emb, k, **system_options)
+    item_index = {item: j for j, item in enumerate(data.items)}
     t = time.perf_counter()
-    traces = replay(events, systems, k, progress)
+    traces = replay(events, systems, k, progress, item_index=item_index)
     replay_s = time.perf_counter() - t
+    beyond = beyond_accuracy(traces, len(data.items), popularity_ranks(item_index, (e.item for e in events)), emb)
     result = {
         "dataset": data.name,
         "events": len(events),
@@ -101,7 +109,7 @@ def evaluate(data: Interactions, embedder: Embedder, *, k: int = 10, limit: int 
         "k": k,
         "embed_s": round(embed_s, 2),
         "replay_s": round(replay_s, 2),
-        "systems": summarize(traces, k),
+        "systems": {name: {**m, **beyond.get(name, {})} for name, m in summarize(traces, k).items()},
         "sync": {s.name: s.traffic() for s in systems if isinstance(s, ShardedRipple) and s.states},
     }
     if report_after:
@@ -129,11 +137,16 @@ def format_summary(result: dict) -> str:
     w = max([12] + [len(n) + 2 for n in result["systems"]])
     lines = [f"prequential top-{k} on {result['dataset']}: {result['events']} events ({result['scored']} scored), "
              f"{result['users']} users, {result['items']} items; replay {result['replay_s']:.0f} s",
-             f"{'system':<{w}}{f'HR@{k}':>9}{f'NDCG@{k}':>10}{'µs/event':>11}{'recommend µs':>14}{'learn µs':>10}",
-             "-" * (w + 54)]
+             f"{'system':<{w}}{f'HR@{k}':>9}{f'NDCG@{k}':>10}{'µs/event':>11}{'recommend µs':>14}{'learn µs':>10}"
+             f"{'coverage':>10}{'novelty':>9}{'diversity':>11}",
+             "-" * (w + 84)]
     for name, m in result["systems"].items():
         lines.append(f"{name:<{w}}{m[f'HR@{k}']:>9.4f}{m[f'NDCG@{k}']:>10.4f}{m['us_per_event']:>11.0f}"
-                     f"{m['recommend_us']:>14.0f}{m['learn_us']:>10.0f}")
+                     f"{m['recommend_us']:>14.0f}{m['learn_us']:>10.0f}"
+                     f"{m.get('coverage', float('nan')):>10.3f}{m.get('novelty', float('nan')):>9.0f}"
+                     f"{m.get('diversity', float('nan')):>11.3f}")
+    lines.append("(coverage: share of the catalog ever recommended; novelty: mean popularity rank of recommended "
+                 "items, 1 = most popular; diversity: 1 - mean cosine between a list's item embeddings)")
     lines += _ratios(result["systems"], k) + _sharding(result["systems"], k)
     for name, t in result.get("sync", {}).items():
         lines.append(f"{name}: model sync per worker {t['messages_per_s']:.2f} messages/s, {t['kb_per_s']:.1f} kB/s "
@@ -173,10 +186,15 @@ def _sharding(s: dict[str, dict], k: int) -> list[str]:
 
 
 def _ratios(s: dict[str, dict], k: int) -> list[str]:
+    """Ripple against popularity, the best other baseline and the periodic item-item model."""
     if "Ripple" not in s or "popularity" not in s or s["popularity"][f"HR@{k}"] <= 0:
         return []
-    best_mf = max((n for n in s if n not in ("Ripple", "popularity") and not n.startswith("Ripple")), key=lambda n: s[n][f"HR@{k}"], default=None)
-    line = f"Ripple HR@{k} = {s['Ripple'][f'HR@{k}'] / s['popularity'][f'HR@{k}']:.2f}x popularity"
-    if best_mf is not None and s[best_mf][f"HR@{k}"] > 0:
-        line += f", {s['Ripple'][f'HR@{k}'] / s[best_mf][f'HR@{k}']:.2f}x the best MF baseline ({best_mf})"
+    hr = lambda n: s[n][f"HR@{k}"]  # noqa: E731
+    others = [n for n in s if n != "popularity" and not n.startswith("Ripple")]
+    best = max(others, key=hr, default=None)
+    line = f"Ripple HR@{k} = {hr('Ripple') / hr('popularity'):.2f}x popularity"
+    if best is not None and hr(best) > 0:
+        line += f", {hr('Ripple') / hr(best):.2f}x the best other baseline ({best})"
+    if "EASE (periodic)" in s and hr("EASE (periodic)") > 0 and best != "EASE (periodic)":
+        line += f", {hr('Ripple') / hr('EASE (periodic)'):.2f}x EASE (periodic)"
     return [line]

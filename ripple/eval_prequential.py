@@ -53,11 +53,17 @@ class Trace:
     recommend_ns: np.ndarray
     learn_ns: np.ndarray
     scored_at: np.ndarray | None = None  # 0-based event index of each scored event
+    lists: np.ndarray | None = None  # per scored event the top-k as item indices (-1: shorter list)
 
 
-def replay(events: Sequence[Interaction], systems: Sequence[System], k: int = 10, progress: bool = True) -> dict[str, Trace]:
-    """Test-then-learn over ``events``: every system ranks, a hit is scored, then every system learns."""
+def replay(events: Sequence[Interaction], systems: Sequence[System], k: int = 10, progress: bool = True,
+           item_index: dict[str, int] | None = None) -> dict[str, Trace]:
+    """Test-then-learn over ``events``: every system ranks, a hit is scored, then every system learns.
+
+    With ``item_index`` (item → row) every top-k list is kept too (``Trace.lists``), for the
+    beyond-accuracy metrics (:mod:`ripple.eval_beyond`)."""
     n = len(events)
+    lists = {s.name: np.full((n, k), -1, dtype=np.int32) for s in systems} if item_index is not None else None
     ranks = {s.name: np.full(n, -1, dtype=np.int32) for s in systems}
     rec_ns = {s.name: np.zeros(n, dtype=np.int64) for s in systems}
     learn_ns = {s.name: np.zeros(n, dtype=np.int64) for s in systems}
@@ -75,11 +81,14 @@ def replay(events: Sequence[Interaction], systems: Sequence[System], k: int = 10
                 rec_ns[s.name][e] = clock() - t0
                 if ev.item in top[:k]:
                     ranks[s.name][e] = top.index(ev.item)
+                if lists is not None:
+                    lists[s.name][e, :min(k, len(top))] = [item_index[i] for i in top[:k]]
             t0 = clock()
             s.learn(ev.user, ev.item, ev.ts)
             learn_ns[s.name][e] = clock() - t0
     at = np.flatnonzero(scored)
-    return {s.name: Trace(ranks[s.name][scored], rec_ns[s.name][scored], learn_ns[s.name], at) for s in systems}
+    return {s.name: Trace(ranks[s.name][scored], rec_ns[s.name][scored], learn_ns[s.name], at,
+                          lists[s.name][scored] if lists is not None else None) for s in systems}
 
 
 def summarize(traces: dict[str, Trace], k: int, after: int = 0) -> dict[str, dict]:

@@ -180,6 +180,50 @@ def run_reply_eval(
     return result
 
 
+def run_suggester_eval(embedder: Embedder, pairs: Sequence[tuple[str, str]], *, lang: str = "en", k: int = 3,
+                       sentiment=None, calibration=None, progress: bool = True, batch_size: int = 64) -> dict:
+    """Ripple's suggester end to end: the corpus replies join the seed bank as learned replies,
+    and each message goes through :meth:`ReplySuggester.suggestions` (threshold, intent context,
+    prior, echo and sentiment rules, one per intent, abstaining when nothing fits).  A *hit* is a
+    suggestion that is one of the message's replies in the corpus.  Reported: how often it answers,
+    recall when it answers (a hit among its suggestions), precision (hits per suggestion sent), and
+    plain cosine top-``k`` over the same bank, which always answers, for comparison."""
+    from processors.calibration import REFERENCE
+    from processors.reply_bank import ResponseBank, load_seed
+    from processors.replies import ReplyConfig, ReplySuggester
+
+    languages = ("en",) if lang == "en" else ("en", lang)
+    bank = ResponseBank(seed=load_seed(languages), sentiment=sentiment)
+    keys: dict[str, set[str]] = {}
+    for msg, reply in pairs:
+        key = bank.learnable_key(reply)
+        if key is not None:
+            keys.setdefault(msg, set()).add(key)
+            bank.restore_entry(key, {"source": "learned", "count": 5.0, "last_ts": 0.0, "users": ["a", "b", "c"]})
+    bank.embed_pending(embedder)
+    cal = (calibration or {}).get(lang, REFERENCE)
+    suggester = ReplySuggester(bank, ReplyConfig(k=k).calibrated(cal))
+    messages = sorted(keys)
+    vectors = _embed(embedder, messages, batch_size, progress, "embed messages")
+    mat, entries = bank.matrix()
+    answered = hits = sent = good = cos_hits = 0
+    for msg, vec in zip(messages, vectors):
+        score = sentiment.score(msg) if sentiment is not None else 0.0
+        got = [bank.learnable_key(t) for t, _ in suggester.suggestions(vec, score, lang)]
+        answered += bool(got)
+        sent += len(got)
+        hit = sum(g in keys[msg] for g in got)
+        good += hit
+        hits += hit > 0
+        top = np.argsort(-(mat @ vec))[:k]
+        cos_hits += any(entries[i].key in keys[msg] for i in top)
+    n = len(messages)
+    return {"messages": n, "bank": len(entries), "k": k, "answered": answered / n if n else 0.0,
+            "recall_when_answered": hits / answered if answered else 0.0,
+            "precision": good / sent if sent else 0.0,
+            "recall": hits / n if n else 0.0, "cosine_recall": cos_hits / n if n else 0.0}
+
+
 def _embed(embedder: Embedder, texts: list[str], batch_size: int, progress: bool, desc: str) -> np.ndarray:
     out = []
     for i in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, file=sys.stderr):
@@ -201,6 +245,14 @@ def format_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def format_suggester(r: dict) -> str:
+    """The end-to-end table printed by ``ripple eval replies``."""
+    return (f"suggester end to end (seed bank + {r['bank']} replies, k={r['k']}, {r['messages']} messages): answers "
+            f"{r['answered']:.1%}; recall when it answers {r['recall_when_answered']:.3f}; precision "
+            f"{r['precision']:.3f}; recall over all {r['recall']:.3f} (plain cosine top-{r['k']}, always "
+            f"answering: {r['cosine_recall']:.3f})")
+
+
 def main(model_path: Path, *, provider: str = "auto", n_candidates: int = 100, seed: int = 0,
          limit: int | None = None, parallel: int | None = None, lang: str = "en") -> dict:
     """Entry point for the CLI: load the ONNX model, run the evaluation, print the table."""
@@ -210,4 +262,13 @@ def main(model_path: Path, *, provider: str = "auto", n_candidates: int = 100, s
     embedder = OnnxEmbedder(model_path, provider=provider, parallel=parallel)
     result = run_reply_eval(embedder, n_candidates=n_candidates, seed=seed, limit=limit, lang=lang)
     print(format_summary(result))
+    from models.embedder import model_calibration
+    from models.ngram_sentiment import RoutedSentiment
+    from models.sentiment import VaderSentiment
+
+    languages = ("en",) if lang == "en" else ("en", lang)
+    result["suggester"] = run_suggester_eval(embedder, load_pairs(CORPORA[lang]), lang=lang,
+                                             sentiment=RoutedSentiment(VaderSentiment()),
+                                             calibration=model_calibration(embedder, languages))
+    print(format_suggester(result["suggester"]))
     return result

@@ -143,7 +143,11 @@ def test_ripple_and_baselines_learn_tastes_on_a_synthetic_stream(tmp_path):
     r = evaluate(data, BagOfWords(), k=5, out_png=out, window=50, progress=False)
     assert out.is_file() and out.stat().st_size > 1000 and r["plot"] == str(out)
     s = r["systems"]
-    assert set(s) == {"Ripple", "popularity", "ISGD", "FunkMF"}
+    assert set(s) == {"Ripple", "popularity", "ISGD", "FunkMF", "transitions", "EASE (periodic)"}
+    # beyond accuracy: popularity shows few items, all popular ones; Ripple more, and further down the tail
+    assert s["popularity"]["coverage"] < s["Ripple"]["coverage"] <= 1.0
+    assert s["popularity"]["novelty"] < s["Ripple"]["novelty"]
+    assert all(0.0 <= m["diversity"] <= 2.0 for m in s.values())
     assert r["events"] == r["scored"] == 480 and r["items"] == 44 and r["users"] == 80
     assert s["Ripple"]["HR@5"] > s["popularity"]["HR@5"] > 0
     assert all(0 <= m["NDCG@5"] <= m["HR@5"] <= 1 for m in s.values())
@@ -266,3 +270,26 @@ def test_ripple_eval_recs_command_reports_a_bad_file(tmp_path, monkeypatch, caps
     f.write_text("user,item,time\nu1,i1,1\n")
     assert cli(["eval", "recs", "--events", str(f), "--no-progress", "--plot", str(tmp_path / "x.png")]) == 2
     assert "no column 'timestamp'" in capsys.readouterr().err
+
+
+def test_transitions_recommend_what_came_next_and_ease_what_co_occurs():
+    from ripple.eval_baselines import ItemTransitions, PeriodicEASE
+
+    items = ["a", "b", "c", "d", "e"]
+    chain = ItemTransitions(items)
+    for user in ("u1", "u2", "u3"):
+        chain.learn(user, "a", 0.0)
+        chain.learn(user, "c", 1.0)
+    chain.learn("u9", "e", 0.0)
+    chain.learn("u9", "e", 1.0)
+    chain.learn("new", "a", 2.0)
+    assert chain.recommend("new", 1, 3.0) == ["c"]  # after a came c, although e is as popular
+
+    ease = PeriodicEASE(items, refit_every=6)
+    for user in ("u1", "u2", "u3"):
+        ease.learn(user, "b", 0.0)
+        ease.learn(user, "d", 1.0)
+    assert ease.B is not None and ease.B[1, 1] == 0.0
+    ease.learn("new", "b", 2.0)
+    assert ease.recommend("new", 1, 3.0) == ["d"]
+    assert not PeriodicEASE(["x"] * 10, refit_every=1, max_items=5).enabled

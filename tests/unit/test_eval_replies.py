@@ -59,3 +59,15 @@ def test_chatterbot_corpus_pairs_are_read_from_the_wheel_files():
     assert len(pairs) > 1000 and all(m and r for m, r in pairs)
     r = run_reply_eval(BagOfWords(dim=1024), n_candidates=100, seed=0, limit=50, progress=False)
     assert r["pairs"] == 50 and r["corpus_pairs"] == len(pairs) and r["bm25"]["recall@1"] > 0.05
+
+
+def test_the_suggester_end_to_end_answers_with_corpus_replies_and_abstains_without_signal():
+    from ripple.eval_replies import format_suggester, run_suggester_eval
+
+    pairs = [(f"{t} with {t}x", f"sure {t} with {t}x") for t in TOPICS[:20]]
+    r = run_suggester_eval(BagOfWords(dim=1024), pairs, progress=False)
+    assert r["messages"] == 20 and r["answered"] > 0.5 and r["recall_when_answered"] > 0.8
+    assert 0 < r["precision"] <= r["recall_when_answered"] and r["cosine_recall"] > 0.8
+    silent = run_suggester_eval(Constant(), pairs, progress=False)
+    assert silent["recall"] < 0.2
+    assert "answers" in format_suggester(r) and "precision" in format_suggester(r)
