@@ -41,6 +41,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from processors.calibration import Calibration
+from processors.commenter_history import CommenterHistory
 from processors.events import SCHEMA_VERSION, Engagement
 from processors.language import script_language
 from processors.reply_bank import ReplyEntry, ResponseBank
@@ -287,6 +288,10 @@ class ReplyConfig:
     echo_margin: float = 0.1
     echo_floor: float = 0.5
     learn: bool = True  # learn replies (comments with reply_to) into the bank
+    #: a reply counts toward the bank only from a user with this many earlier comments, the first
+    #: at least ``min_history_s`` before it (0 and 0: from anyone)
+    min_history_comments: int = 0
+    min_history_s: float = 0.0
 
     def calibrated(self, cal: Calibration) -> "ReplyConfig":
         """These knobs, stated on the reference model's cosine scale, on the scale of the model
@@ -317,6 +322,7 @@ class ReplySuggester:
         self.config = config
         #: the knobs for comments in a language whose cosines sit on another scale (else ``config``)
         self.by_language = dict(by_language or {})
+        self.history = CommenterHistory()  # keyed by the bank's user hashes
         self.directory = directory if directory is not None else CommentDirectory()
         self.model_version = f"{model_version}+{bank.version}"
         #: hears of each comment and reply, to share them with other workers
@@ -341,8 +347,9 @@ class ReplySuggester:
     ) -> dict | None:
         """Handle one comment event; the suggested-replies message for its recipient, or ``None``.
 
-        Side effects: remembers the comment's author (for later replies to it) and, for a
-        reply to a known comment by someone else, counts its text toward admission into the bank
+        Side effects: remembers the comment's author (for later replies to it) and the commenter's
+        history and, for a reply to a known comment by someone else from a user with enough
+        history (``ReplyConfig.min_history_*``), counts its text toward admission into the bank
         (with that comment's author as a recipient).  ``None`` when the recipient
         is unknown or the commenter, or when no response clears the threshold.
         The message is keyed by ``recipient_id``.
@@ -353,8 +360,13 @@ class ReplySuggester:
         recipient = recipient_for(ev, post_author, parent_author)
         lang = (script_language(ev.text) or "en") if ev.text else None
         items = self.suggestions(comment_vec, comment_sentiment, lang) if recipient is not None else []
-        # only a reply to a comment known here (any worker's), by someone else, counts toward the bank
-        if self.config.learn and ev.reply_to and ev.text and parent_author not in (None, ev.user_id):
+        cfg, user = self.config, self.bank.user_hash(ev.user_id)
+        established = self.history.established(user, ev.ts, cfg.min_history_comments, cfg.min_history_s)
+        self.history.saw(user, ev.ts)
+        if self.shared is not None:
+            self.shared.saw_commenter(user, ev.ts)
+        # only a reply to a comment known here (any worker's), by someone else with a history, counts
+        if cfg.learn and established and ev.reply_to and ev.text and parent_author not in (None, ev.user_id):
             self.bank.observe_reply(ev.user_id, ev.text, ev.ts, recipient=parent_author)
             if self.shared is not None:
                 self.shared.saw_reply(ev.user_id, ev.text, ev.ts, parent_author)

@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     reply_min_recipients: int = Field(
         2, ge=1, description="Distinct people a reply must have answered (authors of the comments it replied to) "
         "before it is suggested, so a few accounts replying to one victim cannot teach the bank.")
+    reply_min_history_comments: int = Field(
+        2, ge=0, description="Earlier comments a user needs before a reply they write counts toward the bank.")
+    reply_min_history_s: float = Field(
+        86_400.0, ge=0, description="Seconds since a user's first comment before a reply they write counts toward "
+        "the bank (accounts made in bulk for an attack are new).")
     reply_salt: SecretStr = Field(SecretStr("ripple-replies"), description="Key of the hash of user ids in the reply bank.")
 
     # --- Ops -------------------------------------------------------------------------------

@@ -52,7 +52,9 @@ def replies_for(settings: Settings, embedder, sentiment,
     n = bank.embed_pending(embedder)
     log.info("reply bank ready: %d texts embedded", n)
     calibration = calibration or {"en": REFERENCE}
-    base = ReplyConfig(k=settings.reply_k, threshold=settings.reply_threshold)
+    base = ReplyConfig(k=settings.reply_k, threshold=settings.reply_threshold,
+                       min_history_comments=settings.reply_min_history_comments,
+                       min_history_s=settings.reply_min_history_s)
     return ReplySuggester(bank, base.calibrated(calibration.get("en", REFERENCE)),
                           by_language={lang: base.calibrated(cal) for lang, cal in calibration.items()})
 

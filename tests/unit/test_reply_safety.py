@@ -75,3 +75,36 @@ def test_hostile_replies_with_every_admission_rule_met_are_never_learned():
         for i in range(4):
             s.on_comment(_comment(f"writer{i}", f"c{n}-{i}", reply_to=f"h{i % 3}", text=text), vec, 0.0, "x")
     assert _learned(s) == []
+
+
+def test_fresh_accounts_teach_nothing_until_they_have_a_history_and_the_history_is_shared():
+    from processors.reply_state import ReplyState
+
+    config = ReplyConfig(min_history_comments=2, min_history_s=86_400.0)
+    s = ReplySuggester(ResponseBank(min_users=3, min_recipients=2), config)
+    here = ReplyState(s)  # this worker's sync part: hears of every commenter
+    vec, day = np.zeros(4, dtype=np.float32), 86_400.0
+    for r in range(2):
+        s.on_comment(_comment(f"host{r}", f"h{r}", text="Anyone going to the game?", ts=0.0), vec, 0.0, "x")
+    for i in range(6):  # made today, replying at once: several writers, two recipients, and still nothing
+        s.on_comment(_comment(f"fresh{i}", f"f{i}", reply_to=f"h{i % 2}", text="See you at the game", ts=10.0), vec,
+                     0.0, "x")
+    assert _learned(s) == [] and s.bank.candidate_count == 0
+    for i in range(3):  # regulars: two comments a day before they reply
+        for j in range(2):
+            s.on_comment(_comment(f"regular{i}", f"r{i}-{j}", text="Nice one", ts=j * 60.0), vec, 0.0, "x")
+    other = ReplySuggester(ResponseBank(min_users=3, min_recipients=2), config)
+    there = ReplyState(other)
+    for doc in here.take_docs():  # another worker learns the regulars' history from the sync messages
+        there.apply_doc(doc)
+    other.directory.add("h0", "host0")
+    other.directory.add("h1", "host1")
+    for i in range(3):
+        other.on_comment(_comment(f"regular{i}", f"g{i}", reply_to=f"h{i % 2}", text="See you at the game",
+                                  ts=day + 100.0), vec, 0.0, "x")
+    assert _learned(other) == ["See you at the game"]
+    keys = {k for k in there.all_keys() if k.startswith("h:")}
+    back = ReplyState(ReplySuggester(ResponseBank(), config))
+    assert back.restore(there.snapshot(keys)) == len(keys) == 11  # hosts, fresh and regulars: it survives a restart
+    regular = back.bank.user_hash("regular0")
+    assert back.history.state(regular) == (0.0, 3.0)  # first comment at 0, two comments and the reply
