@@ -17,6 +17,7 @@ from streams import metrics, metrics_sources
 from streams.app import Runtime
 from streams.client import read_offsets
 from streams.security import kafka_client_kwargs
+from streams.stalled_partitions import StallWatch
 
 log = logging.getLogger("ripple.worker")
 
@@ -32,35 +33,47 @@ def register(rt: Runtime, catalog_ready: asyncio.Event, engine_lags=None,
     s = rt.settings
     app = rt.app
 
+    embed = metrics.instrument_embed(rt.embedder.embed, "post")
+
+    async def process_posts(events: list) -> None:
+        valid: list[Post] = []
+        partitions: list[int] = []  # where each valid post was read from
+        for event in events:
+            ev = _decode_post(rt, event)
+            if not isinstance(ev, Rejected) and rt.recommender.catalog.claimed_by_another(ev.post_id, ev.author_id):
+                ev = Rejected("invalid event: the post_id belongs to another author")
+            if isinstance(ev, Rejected):
+                await rt.reject(event, ev.reason)
+            else:
+                valid.append(ev)
+                partitions.append(event.message.partition)
+        if not valid:
+            return
+        try:
+            with metrics.embedding_queued(len(valid)):
+                vectors = await asyncio.get_running_loop().run_in_executor(rt.executor, embed, [p.text for p in valid])
+        except Exception as exc:  # the model failed, not the messages: keep them visible
+            log.exception("embedding failed for a batch of %d posts", len(valid))
+            for event in events:
+                await rt.reject(event, f"processing error: {type(exc).__name__}")
+            return
+        rt.posts.remember(valid, vectors, partitions)
+
+    posts_watch = StallWatch(rt, "embed_posts", s.topic("posts"), process_posts)
+
     @app.agent(rt.topics["posts"], name="embed_posts")
     async def embed_posts(stream):
-        loop = asyncio.get_running_loop()
-        embed = metrics.instrument_embed(rt.embedder.embed, "post")
         await catalog_ready.wait()
+        posts_watch.idle()
         async for events in stream.take_events(s.embed_batch_size, within=s.embed_batch_window_s):
+            posts_watch.busy()
             with metrics.observe_latency("embed_posts"):
-                valid: list[Post] = []
-                partitions: list[int] = []  # where each valid post was read from
-                for event in await _with_skipped(rt, "embed_posts", events):
-                    ev = _decode_post(rt, event)
-                    if not isinstance(ev, Rejected) and rt.recommender.catalog.claimed_by_another(ev.post_id, ev.author_id):
-                        ev = Rejected("invalid event: the post_id belongs to another author")
-                    if isinstance(ev, Rejected):
-                        await rt.reject(event, ev.reason)
-                    else:
-                        valid.append(ev)
-                        partitions.append(event.message.partition)
-                if not valid:
-                    continue
-                try:
-                    with metrics.embedding_queued(len(valid)):
-                        vectors = await loop.run_in_executor(rt.executor, embed, [p.text for p in valid])
-                except Exception as exc:  # the model failed, not the messages: keep them visible
-                    log.exception("embedding failed for a batch of %d posts", len(valid))
-                    for event in events:
-                        await rt.reject(event, f"processing error: {type(exc).__name__}")
-                    continue
-                rt.posts.remember(valid, vectors, partitions)
+                await process_posts(await _with_skipped(rt, "embed_posts", events))
+            posts_watch.idle()
+
+    @app.timer(interval=2.5, name="sweep_stalled_posts")
+    async def sweep_stalled_posts():
+        await posts_watch.sweep()
 
     @app.on_partitions_revoked.connect
     async def forget_expected_offsets(sender, revoked, **kwargs):
@@ -155,30 +168,43 @@ def _register_replies(rt: Runtime, ready: asyncio.Event | None) -> None:
         for comment, vec, score, author in waiting.ready(author_of, time.monotonic()):
             await _suggest(comment, vec, score, author)
 
-    @rt.app.agent(rt.topics["comments"], name="suggest_replies")
-    async def suggest_replies(stream):
+    embed_comments = metrics.instrument_embed(rt.embedder.embed, "comment")
+
+    async def process_comments(events: list) -> None:
         """Comments → suggestions for their recipients.  Invalid comments are dead-lettered by the
         engagement engine, which reads the same topic."""
-        loop = asyncio.get_running_loop()
-        embed_comments = metrics.instrument_embed(rt.embedder.embed, "comment")
+        comments = [ev for ev in (rt.decoder.decode("comments", e.value, e.message.timestamp or time.time())
+                                  for e in events) if isinstance(ev, Engagement)]
+        if not comments:
+            return
+        try:
+            vectors = await asyncio.get_running_loop().run_in_executor(rt.executor, embed_comments,
+                                                                       [c.text for c in comments])
+            for comment, vec in zip(comments, vectors):
+                score = rt.sentiment.score(comment.text) if rt.sentiment is not None else 0.0
+                author = author_of(comment.post_id)
+                if author is None and comment.reply_to is None:
+                    waiting.add(comment, vec, score, time.monotonic())  # post not embedded yet
+                    continue
+                await _suggest(comment, vec, score, author)
+            await rt.embed_admitted_replies()  # replies newly admitted (k distinct users) need vectors
+        except Exception:  # suggestions are best effort; the engagement engine folds the comment itself
+            log.exception("reply suggestion failed for a batch of %d comments", len(comments))
+
+    comments_watch = StallWatch(rt, "suggest_replies", s.topic("comments"), process_comments)
+
+    @rt.app.agent(rt.topics["comments"], name="suggest_replies")
+    async def suggest_replies(stream):
         if ready is not None:
             await ready.wait()
+        comments_watch.idle()
         async for events in stream.take_events(s.embed_batch_size, within=s.embed_batch_window_s):
+            comments_watch.busy()
             with metrics.observe_latency("suggest_replies"):
-                events = await _with_skipped(rt, "suggest_replies", events)
-                comments = [ev for ev in (rt.decoder.decode("comments", e.value, e.message.timestamp or time.time())
-                                          for e in events) if isinstance(ev, Engagement)]
-                if not comments:
-                    continue
-                try:
-                    vectors = await loop.run_in_executor(rt.executor, embed_comments, [c.text for c in comments])
-                    for comment, vec in zip(comments, vectors):
-                        score = rt.sentiment.score(comment.text) if rt.sentiment is not None else 0.0
-                        author = author_of(comment.post_id)
-                        if author is None and comment.reply_to is None:
-                            waiting.add(comment, vec, score, time.monotonic())  # post not embedded yet
-                            continue
-                        await _suggest(comment, vec, score, author)
-                    await rt.embed_admitted_replies()  # replies newly admitted (k distinct users) need vectors
-                except Exception:  # suggestions are best effort; the engagement engine folds the comment itself
-                    log.exception("reply suggestion failed for a batch of %d comments", len(comments))
+                await process_comments(await _with_skipped(rt, "suggest_replies", events))
+            comments_watch.idle()
+
+    @rt.app.timer(interval=2.5, name="sweep_stalled_comments")
+    async def sweep_stalled_comments():
+        if ready is None or ready.is_set():
+            await comments_watch.sweep()
