@@ -40,7 +40,7 @@ CONSTRAINTS_FILE = DEPLOY / "constraints.txt"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 INSTALL_HINT = "apt-get install -y --no-install-recommends prometheus docker-compose"
 #: services started by a plain `docker compose up`
-EXPECTED_SERVICES = {"kafka", "topic-init", "worker", "prometheus", "alertmanager", "alert-log", "grafana"}
+EXPECTED_SERVICES = {"kafka", "topic-init", "worker", "serve", "prometheus", "alertmanager", "alert-log", "grafana"}
 #: the others and their profiles
 PROFILED = {"producer": ["demo"], "worker-gpu": ["gpu"]}
 #: the receiver every alert goes to, and where it posts them
@@ -482,6 +482,8 @@ def test_worker_images_are_the_dockerfile_targets(compose_raw):
     services = compose_raw["services"]
     assert services["worker"]["build"]["target"] == "cpu"
     assert services["producer"]["build"]["target"] == "cpu"
+    assert services["serve"]["build"]["target"] == "cpu" and services["serve"]["command"][0] == "serve"
+    assert "8080:8080" in services["serve"]["ports"]
     gpu = services["worker-gpu"]
     assert gpu["build"]["target"] == "gpu"
     assert gpu["environment"]["RIPPLE_ONNX_PROVIDER"] == "cuda"
