@@ -66,7 +66,9 @@ def build_systems(data: Interactions, embeddings: np.ndarray, k: int = 10, popul
     sharded = [ShardedRipple(items, embeddings, config, n, interval, factors=lambda: ImplicitMF(seed=42 + seed), t0=t0,
                              stream_rate=stream_rate)
                for n in workers if n > 1 for interval in sync_intervals]
-    ripple = [RippleSystem(items, embeddings, config, factors=ImplicitMF(seed=42 + seed), t0=t0)] if 1 in workers else []
+    ripple = [RippleSystem(items, embeddings, config, factors=ImplicitMF(seed=42 + seed), t0=t0),
+              RippleSystem(items, embeddings, config, factors=ImplicitMF(seed=42 + seed), t0=t0,
+                           name="Ripple (learned blend)", learn_blend=True)] if 1 in workers else []
     ease = PeriodicEASE(items, refit_every=max(1, len(data.events) // 20))  # every 5 % of the stream
     return ripple + sharded + [
         RecentPopularity(items, popularity_half_life_s),

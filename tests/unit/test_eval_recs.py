@@ -143,7 +143,7 @@ def test_ripple_and_baselines_learn_tastes_on_a_synthetic_stream(tmp_path):
     r = evaluate(data, BagOfWords(), k=5, out_png=out, window=50, progress=False)
     assert out.is_file() and out.stat().st_size > 1000 and r["plot"] == str(out)
     s = r["systems"]
-    assert set(s) == {"Ripple", "popularity", "ISGD", "FunkMF", "transitions", "EASE (periodic)"}
+    assert set(s) == {"Ripple", "Ripple (learned blend)", "popularity", "ISGD", "FunkMF", "transitions", "EASE (periodic)"}
     # beyond accuracy: popularity shows few items, all popular ones; Ripple more, and further down the tail
     assert s["popularity"]["coverage"] < s["Ripple"]["coverage"] <= 1.0
     assert s["popularity"]["novelty"] < s["Ripple"]["novelty"]
@@ -293,3 +293,27 @@ def test_transitions_recommend_what_came_next_and_ease_what_co_occurs():
     ease.learn("new", "b", 2.0)
     assert ease.recommend("new", 1, 3.0) == ["d"]
     assert not PeriodicEASE(["x"] * 10, refit_every=1, max_items=5).enabled
+
+
+def test_the_learned_blend_starts_as_the_hand_blend_and_moves_towards_what_users_engage():
+    from processors.learned_blend import LearnedBlend
+
+    prior = {"similarity": 0.3, "popularity": 0.5, "factors": 0.3}
+    blend = LearnedBlend(prior, learning_rate=0.1, min_examples=20)
+    assert blend.weights() == prior  # no feedback yet: the hand blend
+    for _ in range(200):  # users engage the popular item of their lists, never the similar one
+        blend.learn([{"similarity": 0.9, "popularity": 0.1}, {"similarity": 0.1, "popularity": 0.9}], 1)
+    w = blend.weights()
+    assert w["popularity"] > prior["popularity"] and w["similarity"] < prior["similarity"]
+    assert w["factors"] == pytest.approx(prior["factors"], abs=0.01)  # no evidence: stays near the prior
+    assert all(v >= 0 for v in w.values())
+
+
+def test_ripple_with_a_learned_blend_updates_its_ranking_weights_from_the_replay():
+    data = stream(n_users=40)
+    emb = BagOfWords().embed([data.texts[i] for i in data.items])
+    ripple = RippleSystem(data.items, emb, eval_config(len(data.items)), t0=0.0, learn_blend=True)
+    ripple.blend.min_examples = 50
+    before = ripple.svc.config.rank
+    replay(data.events, [ripple], k=10, progress=False)
+    assert ripple.blend.examples > 100 and ripple.svc.config.rank != before
