@@ -173,8 +173,16 @@ def _register_replies(rt: Runtime, ready: asyncio.Event | None) -> None:
     async def process_comments(events: list) -> None:
         """Comments → suggestions for their recipients.  Invalid comments are dead-lettered by the
         engagement engine, which reads the same topic."""
-        comments = [ev for ev in (rt.decoder.decode("comments", e.value, e.message.timestamp or time.time())
-                                  for e in events) if isinstance(ev, Engagement)]
+        comments = []
+        for event in events:
+            ev = rt.decoder.decode("comments", event.value, event.message.timestamp or time.time())
+            if not isinstance(ev, Engagement):
+                continue
+            if ev.comment_id and rt.replies.directory.author_of(ev.comment_id) not in (None, ev.user_id):
+                # first writer wins: a re-published comment_id must not redirect replies to another user
+                await rt.reject(event, "invalid event: the comment_id belongs to another author")
+                continue
+            comments.append(ev)
         if not comments:
             return
         try:
