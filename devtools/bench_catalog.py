@@ -1,0 +1,72 @@
+"""What a recommendation costs as the catalog grows (no broker, no model).
+
+    python -m devtools.bench_catalog [--sizes 2000,10000,50000] [--users 256] [--rounds 3]
+
+For each catalog size: a ``Recommender`` (the worker's: factor model, co-engagement) holding that
+many posts with random unit embeddings (384 wide, 200 authors) and popularity, ``--users``
+users with 20 engagements each; then the time to score all of them at once, as the engagement
+engine does (``Recommender.recommendations``), best of ``--rounds``.  Reported per size: ms per
+user and the ratio to the smallest size (the goal: at most 2x from 2,000 to 50,000 posts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def build(n_posts: int, n_users: int, dim: int = 384, seed: int = 0):
+    from models.factors import ImplicitMF
+    from processors.events import Engagement, Post
+    from processors.profiles import UserProfile
+    from processors.recommender import Recommender, RecommenderConfig
+
+    rng = np.random.default_rng(seed)
+    now = 1_000_000.0
+    rec = Recommender(dim, factors=ImplicitMF(max_items=n_posts), clock=lambda: now,
+                      config=RecommenderConfig(min_interval_s=0.0, catalog_limit=n_posts))
+    vectors = rng.standard_normal((n_posts, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = [f"p{i}" for i in range(n_posts)]
+    rec.on_posts([Post(pid, f"a{i % 200}", "", now - rng.uniform(0, 86_400)) for i, pid in enumerate(ids)], vectors)
+    profiles = []
+    for u in range(n_users):
+        profile = UserProfile(f"u{u}")
+        for j in range(20):
+            rec.on_engagement(Engagement("like", profile.user_id, ids[int(rng.integers(n_posts))], now - 20 + j), profile)
+        profiles.append(profile)
+    return rec, profiles
+
+
+def measure(n_posts: int, n_users: int, rounds: int) -> float:
+    """Best ms per user of scoring ``n_users`` at once on a catalog of ``n_posts``."""
+    rec, profiles = build(n_posts, n_users)
+    rec.recommendations(profiles[:8])  # warm: the factor model applies its queued updates
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        rec.recommendations(profiles)
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000 / n_users
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m devtools.bench_catalog", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="2000,10000,50000", help="catalog sizes (default 2000,10000,50000)")
+    p.add_argument("--users", type=int, default=256, help="users scored at once (default 256)")
+    p.add_argument("--rounds", type=int, default=3, help="measurements per size, best kept (default 3)")
+    args = p.parse_args(argv)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    rows = [(n, measure(n, args.users, args.rounds)) for n in sizes]
+    print(f"{'posts':>8} {'ms/user':>9} {'x smallest':>11}")
+    for n, ms in rows:
+        print(f"{n:>8,} {ms:>9.3f} {ms / rows[0][1]:>11.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
