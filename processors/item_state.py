@@ -55,6 +55,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from processors.decayed_sums import decayed_sums
 from processors.recommender import Recommender
 from processors.sync_message import MAX_MESSAGE_BYTES
 
@@ -195,13 +196,8 @@ class ItemState:
         if posts:
             # per post, the sum of its weights decayed to its newest event (PostCatalog.engage's sum)
             rate = math.log(2) / self.rec.catalog.popularity_half_life_s
-            index: dict[str, int] = {}
-            at = np.fromiter((index.setdefault(p, len(index)) for p in posts), dtype=np.int64, count=len(posts))
-            t = np.asarray(times, dtype=np.float64)
-            newest = np.full(len(index), -np.inf)
-            np.maximum.at(newest, at, t)
-            value = np.bincount(at, weights=np.asarray(weights) * np.exp(-(newest[at] - t) * rate), minlength=len(index))
-            deltas.popularity = {p: (float(value[i]), float(newest[i])) for p, i in index.items()}
+            index, sums, newest = decayed_sums(posts, weights, times, [rate])
+            deltas.popularity = {p: (float(sums[i, 0]), float(newest[i])) for p, i in index.items()}
             if self.rec.coengagement is not None:
                 deltas.engaged = Counter(posts)
                 pairs: dict[str, list[str]] = {}

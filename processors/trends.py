@@ -27,6 +27,7 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from processors.decayed_sums import decayed_sums
 from processors.sync_message import MAX_MESSAGE_BYTES
 
 #: window name → its time constant in seconds (``RIPPLE_TRENDING_WINDOWS`` chooses, default both)
@@ -65,14 +66,7 @@ class Trends:
         if not posts:
             return []
         self._posts, self._weights, self._times = [], [], []
-        index: dict[str, int] = {}
-        at = np.fromiter((index.setdefault(p, len(index)) for p in posts), dtype=np.int64, count=len(posts))
-        t = np.asarray(times, dtype=np.float64)
-        newest = np.full(len(index), -np.inf)
-        np.maximum.at(newest, at, t)
-        decay = np.exp(-(newest[at] - t)[:, None] / self._taus[None, :]) * np.asarray(weights)[:, None]
-        sums = np.zeros((len(index), len(self._taus)))
-        np.add.at(sums, at, decay)
+        index, sums, newest = decayed_sums(posts, weights, times, 1.0 / self._taus)
         deltas = {p: (sums[i], float(newest[i])) for p, i in index.items()}
         self._add(deltas)
         per_doc = max(1, max_bytes // (40 + 24 * len(self._taus)))
