@@ -8,16 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from types import SimpleNamespace
 
 from processors.events import Engagement, Post, Rejected
 from processors.replies import WaitingForPost
 from streams import metrics, metrics_sources
 from streams.app import Runtime
-from streams.client import read_offsets
-from streams.security import kafka_client_kwargs
-from streams.stalled_partitions import StallWatch
+from streams.stalled_partitions import Refetched, StallWatch, offset_sought, reread
 
 log = logging.getLogger("ripple.worker")
 
@@ -87,26 +83,6 @@ def register(rt: Runtime, catalog_ready: asyncio.Event, engine_lags=None,
         _register_replies(rt, replies_ready)
 
 
-@dataclass
-class _Refetched:
-    """A record re-read from the broker, shaped like the parts of a Faust event the agent reads."""
-
-    message: SimpleNamespace
-    value: bytes
-
-
-def _offset_sought(rt: Runtime, msg) -> int | None:
-    """The committed offset Faust sought ``msg``'s partition to when it was assigned (``None``:
-    unknown).  Read from faust-streaming's consumer (``Consumer._committed_offset``, filled by
-    ``perform_seek``), never over the network: an await inside Faust's rebalance handlers stalled
-    the streams in a test, and on the first record of a partition the value is still the seek's."""
-    try:
-        offset = rt.app.consumer._committed_offset.get(msg.tp)
-    except Exception:  # another Faust version, or a record re-read from the broker: no seed
-        return None
-    return offset if isinstance(offset, int) and offset >= 0 else None
-
-
 async def _with_skipped(rt: Runtime, agent: str, events: list) -> list:
     """``events`` with, before each, the records of its partition that ``agent``'s stream skipped."""
     out: list = []
@@ -116,7 +92,7 @@ async def _with_skipped(rt: Runtime, agent: str, events: list) -> list:
     return out
 
 
-async def _skipped_before(rt: Runtime, event, agent: str) -> list[_Refetched]:
+async def _skipped_before(rt: Runtime, event, agent: str) -> list[Refetched]:
     """Records of ``event``'s partition that ``agent``'s stream skipped since the last one it saw,
     re-read from the broker.  faust-streaming 0.15 can drop (and ack) a message while it resumes
     streams after recovery; the committed offset then passes it and the event would be lost.
@@ -125,24 +101,19 @@ async def _skipped_before(rt: Runtime, event, agent: str) -> list[_Refetched]:
     key = (agent, msg.topic, msg.partition)
     expected = rt.expected_offsets.get(key)
     if expected is None:  # first record since the assignment: a skip of the very first offset counts too
-        expected = _offset_sought(rt, msg)
+        expected = offset_sought(rt, getattr(msg, "tp", None))
     rt.expected_offsets[key] = max(msg.offset + 1, expected or 0)
     if expected is None or msg.offset <= expected:
         return []
     log.warning("the consumer skipped %s[%d]@%d..%d of %s; re-reading them from the broker",
                 msg.topic, msg.partition, expected, msg.offset - 1, agent)
-    isolation = "read_committed" if rt.settings.processing_guarantee == "exactly_once" else "read_uncommitted"
     try:
-        records = await read_offsets(rt.settings.broker, msg.topic, msg.partition, expected, msg.offset,
-                                     isolation_level=isolation, **kafka_client_kwargs(rt.settings))
+        return await reread(rt, msg.topic, msg.partition, expected, msg.offset)
     except Exception as exc:  # the broker is away: say what is not re-read, never crash the agent
         log.error("could not re-read %s[%d]@%d..%d (%s); those records are not applied",
                   msg.topic, msg.partition, expected, msg.offset - 1, type(exc).__name__)
         metrics.record_skipped("lost", msg.offset - expected)
         return []
-    metrics.record_skipped("refetched", len(records))
-    return [_Refetched(SimpleNamespace(topic=r.topic, partition=r.partition, offset=r.offset,
-                                       timestamp=r.timestamp / 1000.0), r.value) for r in records]
 
 
 def _decode_post(rt: Runtime, event) -> Post | Rejected:

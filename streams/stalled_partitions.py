@@ -1,4 +1,5 @@
-"""Records a Faust agent never received: the tail of a partition after a rebalance.
+"""Records a Faust agent never received, re-read from the broker: what :func:`reread` does for
+both guards, and the tail of a partition after a rebalance (:class:`StallWatch`).
 
 faust-streaming 0.15 can lose a record while it resumes streams after an assignment (fetched,
 then dropped with the queues it clears, or passed by its seek).  :func:`streams.agents._with_skipped`
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Awaitable, Callable
 
 from streams import metrics
@@ -22,6 +25,39 @@ from streams.client import read_offsets
 from streams.security import kafka_client_kwargs
 
 log = logging.getLogger("ripple.worker")
+
+
+@dataclass
+class Refetched:
+    """A record re-read from the broker, shaped like the parts of a Faust event the agents read."""
+
+    message: SimpleNamespace
+    value: bytes
+
+
+async def reread(rt, topic: str, partition: int, start: int, end: int) -> list[Refetched]:
+    """The records of ``topic[partition]`` at offsets ``start`` ≤ offset < ``end``, straight from the
+    broker (``read_committed`` under exactly_once), counted as ``refetched``; a broker error is
+    raised for the caller to report."""
+    s = rt.settings
+    isolation = "read_committed" if s.processing_guarantee == "exactly_once" else "read_uncommitted"
+    records = await read_offsets(s.broker, topic, partition, start, end, isolation_level=isolation,
+                                 **kafka_client_kwargs(s))
+    metrics.record_skipped("refetched", len(records))
+    return [Refetched(SimpleNamespace(topic=r.topic, partition=r.partition, offset=r.offset,
+                                      timestamp=r.timestamp / 1000.0), r.value) for r in records]
+
+
+def offset_sought(rt, tp) -> int | None:
+    """The committed offset Faust sought ``tp`` to when it was assigned (``None``: unknown).  Read
+    from faust-streaming's consumer (``Consumer._committed_offset``, filled by ``perform_seek``),
+    never over the network: an await inside Faust's rebalance handlers stalled the streams in a
+    test, and on the first record of a partition the value is still the seek's."""
+    try:
+        offset = rt.app.consumer._committed_offset.get(tp)
+    except Exception:  # another Faust version, or no consumer: no seed
+        return None
+    return offset if isinstance(offset, int) and offset >= 0 else None
 
 
 class StallWatch:
@@ -55,39 +91,25 @@ class StallWatch:
             high = consumer.highwater(tp)
             seen = self.rt.expected_offsets.get((self.agent, tp.topic, tp.partition))
             if seen is None:
-                committed = consumer._committed_offset.get(tp)  # where the assignment's seek put it
-                seen = committed if isinstance(committed, int) and committed >= 0 else 0
+                seen = offset_sought(self.rt, tp) or 0
             if isinstance(high, int) and high > seen:
                 out.append((tp.partition, seen, high))
         return out
 
     async def sweep(self) -> int:
         """Re-read and handle what the agent is behind on; how many records."""
-        from streams.agents import _Refetched  # the shape the agents read
-
         handled = 0
         for partition, start, end in self.behind():
             log.warning("%s has not received %s[%d]@%d..%d; re-reading them from the broker", self.agent,
                         self.topic, partition, start, end - 1)
-            s = self.rt.settings
-            isolation = "read_committed" if s.processing_guarantee == "exactly_once" else "read_uncommitted"
             try:
-                records = await read_offsets(s.broker, self.topic, partition, start, end, isolation_level=isolation,
-                                             **kafka_client_kwargs(s))
+                records = await reread(self.rt, self.topic, partition, start, end)
             except Exception as exc:  # the broker is away: the next sweep tries again
                 log.error("could not re-read %s[%d]@%d..%d (%s)", self.topic, partition, start, end - 1,
                           type(exc).__name__)
                 continue
             self.rt.expected_offsets[(self.agent, self.topic, partition)] = end
             if records:
-                metrics.record_skipped("refetched", len(records))
-                await self.handle([_Refetched(_message(r), r.value) for r in records])
+                await self.handle(records)
                 handled += len(records)
         return handled
-
-
-def _message(record):
-    from types import SimpleNamespace
-
-    return SimpleNamespace(topic=record.topic, partition=record.partition, offset=record.offset,
-                           timestamp=record.timestamp / 1000.0)
