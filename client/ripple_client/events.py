@@ -69,4 +69,31 @@ def follow(user_id: str, followee_id: str, *, event_id: str | None = None, ts: f
     return _build("follows", dict(event_id=event_id, user_id=user_id, followee_id=followee_id, ts=ts))
 
 
+class TypedEvents:
+    """``post``/``like``/``share``/``comment``/``follow`` over a ``send_event``: what the sync and
+    the asyncio producer share (the asyncio one's ``send_event`` is a coroutine, so are these)."""
+
+    def send_event(self, ev: OutgoingEvent):
+        raise NotImplementedError
+
+    def send(self, topic: str, doc: dict):
+        """Check and send a whole document of input ``topic`` (``likes``, ``posts``, ...)."""
+        return self.send_event(event(topic, doc))
+
+    def post(self, post_id: str, author_id: str, text: str, **kw):
+        return self.send_event(post(post_id, author_id, text, **kw))
+
+    def like(self, user_id: str, post_id: str, **kw):
+        return self.send_event(like(user_id, post_id, **kw))
+
+    def share(self, user_id: str, post_id: str, **kw):
+        return self.send_event(share(user_id, post_id, **kw))
+
+    def comment(self, user_id: str, post_id: str, comment_id: str, text: str, **kw):
+        return self.send_event(comment(user_id, post_id, comment_id, text, **kw))
+
+    def follow(self, user_id: str, followee_id: str, **kw):
+        return self.send_event(follow(user_id, followee_id, **kw))
+
+
 assert set(KEY_FIELD) == set(INPUT_SCHEMAS)

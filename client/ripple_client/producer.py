@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 
 from ripple_client import events
-from ripple_client.events import OutgoingEvent
+from ripple_client.events import OutgoingEvent, TypedEvents
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ def encode(ev: OutgoingEvent) -> tuple[bytes, bytes]:
     return ev.key.encode("utf-8"), json.dumps(ev.value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-class RippleProducer:
+class RippleProducer(TypedEvents):
     """Sends checked events to Ripple's input topics.
 
     ``bootstrap_servers``: Kafka bootstrap servers; ``topic_prefix``: as the worker's
@@ -61,21 +61,6 @@ class RippleProducer:
     def send(self, topic: str, doc: dict, *, wait: bool = True) -> Delivery | None:
         """Check and send a whole document of input ``topic`` (``likes``, ``posts``, ...)."""
         return self.send_event(events.event(topic, doc), wait=wait)
-
-    def post(self, post_id: str, author_id: str, text: str, **kw) -> Delivery:
-        return self.send_event(events.post(post_id, author_id, text, **kw))
-
-    def like(self, user_id: str, post_id: str, **kw) -> Delivery:
-        return self.send_event(events.like(user_id, post_id, **kw))
-
-    def share(self, user_id: str, post_id: str, **kw) -> Delivery:
-        return self.send_event(events.share(user_id, post_id, **kw))
-
-    def comment(self, user_id: str, post_id: str, comment_id: str, text: str, **kw) -> Delivery:
-        return self.send_event(events.comment(user_id, post_id, comment_id, text, **kw))
-
-    def follow(self, user_id: str, followee_id: str, **kw) -> Delivery:
-        return self.send_event(events.follow(user_id, followee_id, **kw))
 
     def flush(self, timeout_s: float | None = None) -> None:
         self._producer.flush(timeout=timeout_s if timeout_s is not None else self.timeout_s)

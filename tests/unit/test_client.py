@@ -57,3 +57,18 @@ def test_the_client_imports_neither_faust_nor_onnxruntime_nor_river():
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_asyncio_producer_has_the_same_typed_methods_and_checks_before_sending():
+    import asyncio
+
+    from ripple_client import AsyncRippleProducer
+
+    async def main():
+        producer = AsyncRippleProducer("127.0.0.1:1")  # never started: nothing can be sent
+        with pytest.raises(InvalidEvent) as caught:
+            await producer.comment("u1", "p1", "c1", "")
+        assert caught.value.field == "text"
+        await producer._producer.stop()
+
+    asyncio.run(main())
