@@ -147,6 +147,7 @@ def suggest(
     echo_margin: float = 0.1,
     echo_floor: float = 0.5,
     lang: str | None = None,
+    entry_langs: np.ndarray | None = None,
 ) -> list[tuple[str, float]]:
     """Up to ``k`` ``(text, score)`` responses for a comment, best first (see module docs).
 
@@ -177,6 +178,9 @@ def suggest(
         Also treated as echoes: no-echo intents whose best match is at least ``echo_floor`` and
         within ``echo_margin`` of the comment's closest intent ("Congratulations on the
         marathon, amazing effort!" reads as congratulation *and* encouragement).
+    lang, entry_langs
+        Only responses in language ``lang`` (``None``: any); ``entry_langs``: the entries'
+        languages as an array (``ResponseBank.languages()``), else read from the entries.
     """
     if len(bank_entries) == 0 or k <= 0:
         return []
@@ -187,7 +191,8 @@ def suggest(
         has = ~np.isnan(ctx)
         rel[has] = (1 - context_weight) * rel[has] + context_weight * ctx[has]
     if lang is not None:  # answer in the comment's language
-        rel[np.array([e.lang != lang for e in bank_entries])] = -np.inf
+        langs = entry_langs if entry_langs is not None else np.array([e.lang for e in bank_entries])
+        rel[langs != lang] = -np.inf
     eligible = np.flatnonzero(rel >= threshold)
     if eligible.size == 0:
         return []
@@ -340,7 +345,7 @@ class ReplySuggester:
                        one_per_intent=cfg.one_per_intent, context_weight=cfg.context_weight,
                        echo_threshold=cfg.echo_threshold, echo_margin=cfg.echo_margin, echo_floor=cfg.echo_floor,
                        context_sim=self.bank.context_similarity(comment_vec) if cfg.context_weight > 0 else None,
-                       lang=lang)
+                       lang=lang, entry_langs=self.bank.languages() if lang is not None else None)
 
     def on_comment(
         self, ev: Engagement, comment_vec: np.ndarray, comment_sentiment: float, post_author: str | None

@@ -199,6 +199,7 @@ class ResponseBank:
         self._vectors: dict[str, np.ndarray] = {}  # text → unit vector (entries and contexts)
         self._cache: tuple[np.ndarray, list[ReplyEntry]] | None = None
         self._ctx_cache: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+        self._langs: tuple[list[ReplyEntry], np.ndarray] | None = None  # matrix() entries → their languages
         self._contexts = {c for cs in self.seed.contexts.values() for c in cs}
         for intent, replies in self.seed.replies.items():
             for text in replies:
@@ -345,6 +346,13 @@ class ResponseBank:
             mat = np.stack([self._vectors[e.text] for e in entries]) if entries else np.zeros((0, dim), np.float32)
             self._cache = (mat, entries)
         return self._cache
+
+    def languages(self) -> np.ndarray:
+        """The language of each row of :meth:`matrix` (built once per matrix)."""
+        entries = self.matrix()[1]
+        if self._langs is None or self._langs[0] is not entries:
+            self._langs = (entries, np.array([e.lang for e in entries]))
+        return self._langs[1]
 
     def context_similarity(self, comment_vec: np.ndarray) -> dict[str, float]:
         """Per intent, the highest cosine between ``comment_vec`` and its embedded contexts."""
