@@ -26,7 +26,7 @@ from typing import Union
 from jsonschema import Draft202012Validator
 
 from ripple_client.schemas import INPUT_SCHEMAS
-from ripple_client.validation import BAD_ID as _BAD_ID, ID_FIELDS, LONE_SURROGATE as _SURROGATE, SELF_FOLLOW
+from ripple_client.validation import BAD_ID_REASON, ID_FIELDS, LONE_SURROGATE as _SURROGATE, SELF_FOLLOW, bad_id_field
 
 SCHEMA_VERSION = 1
 
@@ -168,10 +168,9 @@ def decode(
         return Rejected(problem)
     # only fields the schema declares are read: unknown extra fields are ignored, whatever their type
     doc = {k: v for k, v in doc.items() if k in _declared(name)}
-    for key in ID_FIELDS:
-        value = doc.get(key)
-        if isinstance(value, str) and _BAD_ID.search(value):
-            return Rejected(f"{key}: control character or lone surrogate in an id")
+    bad = bad_id_field(doc)
+    if bad is not None:
+        return Rejected(f"{bad}: {BAD_ID_REASON}")
     text = doc.get("text")
     if text is not None and len(text) > max_text_chars:
         return Rejected(f"text too long: {len(text)} > {max_text_chars} characters")

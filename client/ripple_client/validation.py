@@ -25,6 +25,17 @@ ID_FIELDS = ("event_id", "post_id", "author_id", "user_id", "comment_id", "reply
 BAD_ID = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 SELF_FOLLOW = "a user cannot follow themselves"
+BAD_ID_REASON = "control character or lone surrogate in an id"
+
+
+def bad_id_field(doc: dict) -> str | None:
+    """The first id field of ``doc`` holding a control character or lone surrogate (they become
+    Kafka keys and log text), or ``None``."""
+    for key in ID_FIELDS:
+        value = doc.get(key)
+        if isinstance(value, str) and BAD_ID.search(value):
+            return key
+    return None
 
 
 class InvalidEvent(ValueError):
@@ -51,10 +62,9 @@ def check(topic: str, doc: dict) -> None:
     if error is not None:
         field = "/".join(str(p) for p in error.absolute_path) or None
         raise InvalidEvent(topic, field, error.message)
-    for key in ID_FIELDS:
-        value = doc.get(key)
-        if isinstance(value, str) and BAD_ID.search(value):
-            raise InvalidEvent(topic, key, "control character or lone surrogate in an id")
+    bad = bad_id_field(doc)
+    if bad is not None:
+        raise InvalidEvent(topic, bad, BAD_ID_REASON)
     text = doc.get("text")
     if isinstance(text, str) and LONE_SURROGATE.search(text):
         raise InvalidEvent(topic, "text", "lone surrogate (not encodable as UTF-8)")
