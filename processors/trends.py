@@ -54,6 +54,10 @@ class Trends:
         self.newest = 0.0  # newest engagement time known (the clock trends are read at)
         self.changed: set[str] = set()
 
+    def __len__(self) -> int:
+        """Posts with a trend score."""
+        return len(self._sums)
+
     # -- this worker's engagements ----------------------------------------------------------
     def record(self, post_id: str, weight: float, ts: float) -> None:
         self._posts.append(post_id)

@@ -41,6 +41,6 @@ def register(rt, trends: Trends, publishes: Callable[[], bool]) -> None:
         try:
             doc = trending_message(trends, s.trending_k, author_of, now=time.time())
             await rt.topics["trending"].send(key=TRENDING_KEY, value=doc)
-            metrics.record_trending(len(trends.all_keys()))
+            metrics.record_trending(len(trends))
         except Exception as exc:  # the next tick tries again
             log.warning("trending: not published (%s)", type(exc).__name__)
