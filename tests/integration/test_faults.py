@@ -429,8 +429,16 @@ def check_exactly_once(bootstrap: str, settings: Settings, stream: Stream, *, ti
     msgs, waited = wait_recommendations(bootstrap, settings, expected, timeout_s, isolation_level=isolation_level,
                                         **client_kwargs)
     got = latest_counts(msgs, expected)
-    profiles = profile_counts(bootstrap, settings, expected, **client_kwargs)
-    in_changelog = {u: (p or {}).get("events") for u, p in profiles.items()}
+    # at_least_once writes a batch's profiles to the changelog once its recommendations are acked,
+    # so the changelog may trail the recommendations a moment (longer while a restarted broker's
+    # leaders are re-learnt): it gets a few seconds to catch up
+    deadline = time.monotonic() + 20.0
+    while True:
+        profiles = profile_counts(bootstrap, settings, expected, **client_kwargs)
+        in_changelog = {u: (p or {}).get("events") for u, p in profiles.items()}
+        if in_changelog == expected or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
     if got != expected or in_changelog != expected:
         inputs = user_positions(bootstrap, settings, [u for u in expected if got[u] != expected[u]
                                                        or in_changelog[u] != expected[u]], **client_kwargs)
