@@ -41,10 +41,17 @@ class PostCatalog:
         self._authors: list[str | None] = [None] * capacity
         self._row: dict[str, int] = {}
         self._rows_of_author: dict[str, set[int]] = {}  # live rows per author (candidate pools read it)
+        #: a number per live author and each row's author's number: ranking looks authors up as arrays
+        self._code_of_author: dict[str, int] = {}
+        self._author_code = np.zeros(capacity, dtype=np.int64)
+        self._next_code = 0
         self._next = 0  # next row to write (ring)
         self._filled = 0  # rows [0, _filled) are live: the ring fills in order, then wraps
         #: bumped whenever a row gets a new post id: scorers cache per-row lookups by it
         self.version = 0
+        #: approximate nearest rows by inner product, kept once the catalog holds more than
+        #: ``index_min_posts`` posts (``None``: below that, or no index configured)
+        self.nearest_index = None
 
     # -- writes -------------------------------------------------------------------------
     def add(self, post_id: str, author_id: str, created_at: float, embedding: np.ndarray) -> str | None:
@@ -68,6 +75,11 @@ class PostCatalog:
         self._ids[row] = post_id
         self._authors[row] = author_id
         self._rows_of_author.setdefault(author_id, set()).add(row)
+        code = self._code_of_author.get(author_id)
+        if code is None:
+            code = self._code_of_author[author_id] = self._next_code
+            self._next_code += 1
+        self._author_code[row] = code
         self._created[row] = created_at
         self._emb[row] = embedding
         return old
@@ -154,6 +166,8 @@ class PostCatalog:
             version=(id(self), self.version),
             row_of=self._row,
             rows_of_author=self._rows_of_author,
+            code_of_author=self._code_of_author,
+            author_codes=self._author_code[:n],
             ids=self._ids[:n],
             authors=self._authors[:n],
             embeddings=self._emb[:n],
@@ -169,6 +183,7 @@ class PostCatalog:
             rows.discard(row)
             if not rows:
                 del self._rows_of_author[author]
+                del self._code_of_author[author]
 
     @property
     def _decay_rate(self) -> float:
@@ -181,10 +196,11 @@ class PostCatalog:
 class CatalogView:
     """Column arrays of the catalog at one instant (row ``i`` is post ``ids[i]``)."""
 
-    __slots__ = ("ids", "authors", "embeddings", "created_at", "popularity", "version", "row_of", "rows_of_author")
+    __slots__ = ("ids", "authors", "embeddings", "created_at", "popularity", "version", "row_of", "rows_of_author",
+                 "code_of_author", "author_codes")
 
     def __init__(self, ids, authors, embeddings, created_at, popularity, version=None, row_of=None,
-                 rows_of_author=None):
+                 rows_of_author=None, code_of_author=None, author_codes=None):
         #: the same value for views whose ``ids`` are equal (``None``: unknown)
         self.version = version
         #: ``post_id → row`` and ``author_id → rows`` of the catalog (live, not copies: read them at once)
@@ -193,6 +209,13 @@ class CatalogView:
         if rows_of_author is None:
             for i, a in enumerate(authors):
                 self.rows_of_author.setdefault(a, set()).add(i)
+        #: ``author_id → number`` (live) and each row's author's number
+        self.code_of_author: dict[str, int] = code_of_author if code_of_author is not None else {}
+        if code_of_author is None:
+            for a in authors:
+                self.code_of_author.setdefault(a, len(self.code_of_author))
+        self.author_codes: np.ndarray = (author_codes if author_codes is not None else
+                                         np.array([self.code_of_author[a] for a in authors], dtype=np.int64))
         self.ids: list[str] = ids
         self.authors: list[str] = authors
         self.embeddings: np.ndarray = embeddings

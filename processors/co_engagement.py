@@ -241,23 +241,28 @@ class CoEngagement:
         return added
 
     def over_many(self, recents: Sequence[Sequence[str]], weights: Sequence[np.ndarray], ids: Sequence[str],
-                  version) -> np.ndarray:
+                  version) -> tuple[np.ndarray, np.ndarray]:
         """``scores(recents[u], weights[u]).over(ids, version)`` for every user ``u``, bit for bit,
-        as one (users × ``len(ids)``) array: one ``bincount`` for the users' entries together,
-        each entry binned in its user's row, so every score sums the same products in the same
-        order as :meth:`scores`."""
+        as its non-zero pairs: sorted keys ``u * len(ids) + position in ids`` and their scores.
+        One ``bincount`` sums the users' entries together, each binned in its (user, post) pair
+        in the order :meth:`scores` sums them, so the cost follows the users' neighbours, not
+        ``len(ids)``."""
         n = len(ids)
         idx, cnt, scale, users = [], [], [], []
         for u, (recent, w) in enumerate(zip(recents, weights)):
             users += [u] * self._entries(recent, w, idx, cnt, scale)
         if not idx or not n:
-            return np.zeros((len(recents), n))
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
         column, norm = self._columns(ids, version)
         sizes = list(map(len, idx))
         vals = np.concatenate(cnt) * np.repeat(scale, sizes)
-        at = np.repeat(np.array(users, dtype=np.int64) * (n + 1), sizes) + column[np.concatenate(idx)]
-        acc = np.bincount(at, weights=vals, minlength=len(recents) * (n + 1)).reshape(len(recents), n + 1)
-        return acc[:, :n] / norm
+        col = column[np.concatenate(idx)]
+        pair = np.repeat(np.array(users, dtype=np.int64) * (n + 1), sizes) + col
+        keys, inverse = np.unique(pair, return_inverse=True)
+        acc = np.bincount(inverse.ravel(), weights=vals)
+        user, col = np.divmod(keys, n + 1)
+        live = (col < n) & (acc != 0)
+        return user[live] * n + col[live], acc[live] / norm[col[live]]
 
     def _columns(self, ids: Sequence[str], version) -> tuple[np.ndarray, np.ndarray]:
         """For :meth:`over_many`: each slot's position in ``ids`` (``len(ids)`` if none, and for the

@@ -26,17 +26,17 @@ Examples
 from __future__ import annotations
 
 import math
-from itertools import chain, islice, repeat
+from itertools import islice
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from processors.candidates import ExactSimilarity, IndexedSimilarity, Pools, SparseRows
 from processors.catalog import PostCatalog
 from processors.diversity import diversify
 from processors.profiles import UserProfile
 from processors.protocols import CandidateIds
-from processors.selection import top, top_set
 
 if TYPE_CHECKING:
     from processors.calibration import Calibration
@@ -47,10 +47,12 @@ CoScores = Callable[[Sequence[str], np.ndarray], Mapping[str, float]]
 
 
 class CoIndex(Protocol):
-    """Co-engagement scores of many users over a list of post ids at once (``CoEngagement``)."""
+    """Co-engagement scores of many users over a list of post ids at once (``CoEngagement``):
+    the non-zero (user, position in ``ids``) pairs as sorted keys ``u * len(ids) + position``
+    and their scores."""
 
     def over_many(self, recents: Sequence[Sequence[str]], weights: Sequence[np.ndarray], ids: Sequence[str],
-                  version) -> np.ndarray: ...
+                  version) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -144,39 +146,22 @@ def recommend_detailed(
     return recommend_many([profile], catalog, now, k, mf_scores, config, co_scores)[0]
 
 
-#: catalog rows × users ranked together: co-engagement (one ``over_many``), candidates, features
-#: and scores (:func:`_score_block`).  Small enough that the arrays stay in cache and malloc reuses
-#: its heap for them (blocks of ~1 MiB came as fresh pages each time: ~37 page faults per user)
+#: (user, candidate) pairs scored together: co-engagement (one ``over_many``), candidates,
+#: features and scores (:func:`_score_block`), sized so that the arrays stay in cache
 BLOCK_CELLS = 1 << 15
 
 
 class _Shared:
     """The columns every user's ranking at one instant shares: computed once per batch."""
 
-    __slots__ = ("view", "pop", "fresh", "_pools", "_scratch")
+    __slots__ = ("view", "pop", "fresh", "pools")
 
     def __init__(self, catalog: PostCatalog, now: float, config: RankConfig):
         self.view = view = catalog.snapshot(now)
         pop = np.log1p(view.popularity)
         self.pop = pop / pop.max() if pop.size and pop.max() > 0 else pop
         self.fresh = np.exp(-np.maximum(0.0, now - view.created_at) * (math.log(2) / config.freshness_half_life_s))
-        self._pools: dict[int, np.ndarray] = {}
-        self._scratch = np.zeros(0)
-
-    def top_pools(self, m: int) -> np.ndarray:
-        """A row mask of the ``m`` most popular and the ``m`` freshest rows."""
-        if m not in self._pools:
-            mask = np.zeros(len(self.view), dtype=bool)
-            mask[top(self.pop, m)] = mask[top(self.fresh, m)] = True
-            self._pools[m] = mask
-        return self._pools[m]
-
-    def scratch(self, size: int) -> np.ndarray:
-        """``size`` zeros, the same memory for every block of users: whoever writes into it puts
-        the zeros back (a new array per block would be fresh pages each time)."""
-        if self._scratch.size < size:
-            self._scratch = np.zeros(size)
-        return self._scratch[:size]
+        self.pools = Pools(view, self.pop, self.fresh)
 
 
 def recommend_many(
@@ -192,12 +177,13 @@ def recommend_many(
 ) -> list[RecResult]:
     """:func:`recommend_detailed` for several users at the same instant: the catalog snapshot,
     the popularity and freshness columns and their candidate pools are computed once, the
-    users' similarities are one matrix product instead of a matrix-vector product each, and
-    candidates, features and scores are (users × catalog) array operations per block of users
-    (:func:`_score_block`).  Each result equals that user's :func:`recommend_detailed` at
+    users' nearest posts come from one matrix product (or one query of the catalog's
+    nearest-neighbour index, for catalogs past its ``index_min_posts``), and candidates,
+    features and scores are array operations over the (user, candidate) pairs of a block of
+    users (:func:`_score_block`).  Each result equals that user's :func:`recommend_detailed` at
     ``now``; with ``as_dicts`` its items are the ``Recommendation.to_dict()`` of those items,
     built column-wise for all users at once.  With ``co_index`` (in place of
-    ``co_scores=co_index.scores``) every block's co-engagement over the catalog comes from one
+    ``co_scores=co_index.scores``) every block's co-engagement comes from one
     :meth:`CoIndex.over_many` call, with the same figures."""
     shared = _Shared(catalog, now, config)
     view = shared.view
@@ -205,32 +191,49 @@ def recommend_many(
     n = len(view)
     if n == 0:
         return [RecResult([], missing) for _, missing in interests]
-    known = [j for j, (vec, _) in enumerate(interests) if vec is not None]
-    sims = {}
-    if len(known) == 1:
-        sims[known[0]] = view.embeddings @ interests[known[0]][0]
-    elif known:
-        rows = np.stack([interests[j][0] for j in known]) @ view.embeddings.T  # (users, posts), rows contiguous
-        sims = {j: rows[i] for i, j in enumerate(known)}
-    zero = np.zeros(n, dtype=np.float32)
+    similarity = _similarity(catalog, view, [vec for vec, _ in interests], config)
     scored = []
-    block = max(1, BLOCK_CELLS // n)
+    block = max(1, BLOCK_CELLS // min(n, 2 * config.max_candidates))
     for start in range(0, len(profiles), block):
         users = profiles[start:start + block]
         recents = [_recent(p, config) for p in users]
         weights = [config.co_decay ** np.arange(len(r), dtype=np.float64) for r in recents]
         if co_index is not None:
-            co = co_index.over_many(recents, weights, view.ids, view.version)
+            co = SparseRows(*co_index.over_many(recents, weights, view.ids, view.version))
         elif co_scores is not None and any(recents):
-            co = np.stack([_co_row(co_scores(r, w), view) if r else np.zeros(n) for r, w in zip(recents, weights)])
+            co = SparseRows.from_dense(np.stack([_co_row(co_scores(r, w), view) if r else np.zeros(n)
+                                                 for r, w in zip(recents, weights)]))
         else:
             co = None
-        sim = np.stack([sims.get(j, zero) for j in range(start, start + len(users))])
-        scored += _score_block(users, shared, sim, co, mf_scores, config)
+        scored += _score_block(users, shared, similarity(start, len(users)), co, mf_scores, config)
     ranked = [x for x in scored if x is not None]  # (candidates, features, scores): MMR for all at once
     picks = diversify([x[2] for x in ranked], view.embeddings, [x[0] for x in ranked], view.authors, k, config)
     chosen = iter(_item_dicts(view, ranked, picks) if as_dicts else [_items(view, *x, c) for x, c in zip(ranked, picks)])
     return [RecResult(next(chosen) if x else [], m) for x, (_, m) in zip(scored, interests)]
+
+
+def _similarity(catalog: PostCatalog, view, vectors: list, config: RankConfig):
+    """``(start, size) →`` the similarity of users ``start .. start + size`` (see
+    :mod:`processors.candidates`): exact over the whole catalog, or from the catalog's
+    nearest-neighbour index when it keeps one."""
+    n, dim = len(view), view.embeddings.shape[1]
+    known = np.array([v is not None for v in vectors], dtype=bool)
+    stacked = np.zeros((len(vectors), dim), dtype=np.float32)
+    if known.any():
+        stacked[known] = np.stack([v for v in vectors if v is not None])
+    index = catalog.nearest_index
+    if index is None or n <= config.max_candidates:
+        sim = np.zeros((len(vectors), n), dtype=np.float32)
+        if known.sum() == 1:
+            sim[known] = view.embeddings @ stacked[known][0]
+        elif known.any():
+            sim[known] = stacked[known] @ view.embeddings.T
+        return lambda start, size: ExactSimilarity(sim[start:start + size], known[start:start + size])
+    rows = np.full((len(vectors), config.per_source), -1, dtype=np.int64)
+    if known.any():
+        rows[known] = index.nearest(stacked[known], config.per_source)
+    return lambda start, size: IndexedSimilarity(stacked[start:start + size], known[start:start + size],
+                                                 rows[start:start + size], view.embeddings)
 
 
 def _co_row(scores: Mapping[str, float], view) -> np.ndarray:
@@ -245,38 +248,38 @@ def _co_row(scores: Mapping[str, float], view) -> np.ndarray:
     return row
 
 
-def _score_block(users: Sequence[UserProfile], shared: _Shared, sim: np.ndarray, co: np.ndarray | None,
+def _score_block(users: Sequence[UserProfile], shared: _Shared, sim, co: SparseRows | None,
                  mf_scores: MfScores | None, config: RankConfig) -> list[tuple[np.ndarray, dict, np.ndarray] | None]:
     """Each user's candidate rows, their features and blended scores (``None``: no candidates).
-    Row ``u`` of ``sim`` (float32) and ``co`` (co-engagement, ``None``: none at all) is user
-    ``u``'s figure for every catalog row.  The candidates are one (users × catalog) mask, and
-    the features and scores are computed over its ``(user, row)`` pairs as one flat, row-major
-    list (a user's candidates are consecutive, in row order); only the nearest-posts sets, the
-    larger pools' selections, own posts and the factor scores are found user by user."""
-    view = shared.view
+    ``sim`` gives the users' cosines (:mod:`processors.candidates`) and ``co`` their
+    co-engagement figures (``None``: none at all).  The candidates are every row while the
+    catalog is at most ``max_candidates``, else the union of the pools; less seen and own posts.
+    Features and scores are computed over the (user, row) pairs as one flat list of sorted keys
+    (a user's candidates are consecutive, in row order); only the factor scores are found user
+    by user."""
+    view, pools = shared.view, shared.pools
     n, b, m = len(view), len(users), config.per_source
-    lu, lr, la = _liked_rows(users, view)
+    base = np.arange(b, dtype=np.int64) * n
+    liked_keys, liked_aff, width, liked = pools.liked_authors(users)
     if n <= config.max_candidates:
-        keep = np.ones((b, n), dtype=bool)
+        keys = (base[:, None] + np.arange(n)).ravel()
     else:  # pools: nearest, trending, fresh, newest by liked authors, best co-engaged
-        keep = np.tile(shared.top_pools(m), (b, 1))
-        for u in range(b):
-            keep[u, top_set(sim[u], m)] = True
-        _mark_newest(keep, lu, lr, m)
+        parts = [(base[:, None] + pools.top_rows(m)).ravel(), sim.nearest(m), pools.newest_of(liked, m)]
         if co is not None:
-            _mark_best(keep, co, m)
-    _drop_seen_and_own(keep, users, view)
-    at = np.flatnonzero(keep)  # the (user, row) pairs as positions in the flat (users × catalog) arrays
+            parts.append(co.best(b, n, m))
+        keys = np.unique(np.concatenate(parts))
+    at = keys[~np.isin(keys, pools.removed(users))]
     if not at.size:
         return [None] * b
-    counts = keep.sum(axis=1)
-    cf = at - np.repeat(np.arange(0, b * n, n), counts)
+    user = at // n
+    cf = at - user * n
+    counts = np.bincount(user, minlength=b)
     ends = np.cumsum(counts).tolist()
     starts = [e - c for e, c in zip(ends, counts.tolist())]
     if co is None:
         co_f = np.zeros(at.size)
     else:  # scaled by each user's best candidate (x / 1.0 is x: users with none stay as they are)
-        co_f = co.take(at)
+        co_f = co.at(at)
         live = counts > 0
         best = np.maximum.reduceat(co_f, np.array(starts)[live])
         co_f /= np.repeat(np.where(best > 0, best, 1.0), counts[live])
@@ -286,12 +289,8 @@ def _score_block(users: Sequence[UserProfile], shared: _Shared, sim: np.ndarray,
             if e > s:
                 ids = CandidateIds(None, view.ids, view.version, cf[s:e])
                 mf[s:e] = np.asarray(mf_scores(p.user_id, ids), dtype=np.float64).clip(0, 1)
-    liked = lu * n + lr
-    dense = shared.scratch(b * n)  # zeros: the liked rows' affinities go in, are read, and go again
-    dense[liked] = la
-    aff = dense.take(at)
-    dense[liked] = 0.0
-    feats = {"similarity": sim.take(at).astype(np.float64), "factors": mf, "coengagement": co_f,
+    aff = SparseRows(liked_keys, liked_aff).at(user * width + view.author_codes.take(cf))
+    feats = {"similarity": sim.at(at).astype(np.float64), "factors": mf, "coengagement": co_f,
              "freshness": shared.fresh.take(cf), "popularity": shared.pop.take(cf), "affinity": aff}
     score = (config.w_similarity * feats["similarity"] + config.w_factors * mf + config.w_coengagement * co_f
              + config.w_freshness * feats["freshness"] + config.w_popularity * feats["popularity"]
@@ -340,65 +339,3 @@ def _recent(profile: UserProfile, config: RankConfig) -> list[str]:
             if len(recent) == config.co_recent:
                 break
     return recent
-
-
-def _liked_rows(users: Sequence[UserProfile], view) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The rows by authors each user engaged with or follows, as flat arrays: the user (index in
-    ``users``, ascending), the row, and the user's affinity to the row's author (every other
-    row's affinity is 0).  A user's rows of different authors are distinct."""
-    rows_of_author = view.rows_of_author
-    groups: list = []
-    affinities: list[float] = []
-    sizes = []
-    for p in users:
-        liked = [a for a in dict.fromkeys((*p.authors, *p.follows)) if a in rows_of_author]
-        mine = list(map(rows_of_author.__getitem__, liked))
-        groups += mine
-        affinities += map(p.affinity, liked)
-        sizes.append(sum(map(len, mine)))
-    lens = list(map(len, groups))
-    rows = np.fromiter(chain.from_iterable(groups), dtype=np.int64, count=sum(lens))
-    aff = np.repeat(np.array(affinities, dtype=np.float64), lens)
-    user = np.repeat(np.arange(len(users)), sizes)
-    ok = rows < len(view)
-    return (user, rows, aff) if ok.all() else (user[ok], rows[ok], aff[ok])
-
-
-def _mark_newest(keep: np.ndarray, user: np.ndarray, rows: np.ndarray, m: int) -> None:
-    """Mark each user's ``m`` newest (highest) ``rows`` (flat, users ascending) in ``keep``."""
-    if not rows.size:
-        return
-    counts = np.bincount(user, minlength=keep.shape[0])
-    few = counts[user] <= m
-    keep[user[few], rows[few]] = True
-    ends = np.cumsum(counts)
-    for u in np.flatnonzero(counts > m).tolist():
-        mine = rows[ends[u] - counts[u]:ends[u]]  # distinct: the m highest are one set
-        keep[u, np.partition(mine, mine.size - m)[-m:]] = True
-
-
-def _mark_best(keep: np.ndarray, co: np.ndarray, m: int) -> None:
-    """Mark each user's (row's) ``m`` best co-engaged catalog rows in ``keep`` (positive only)."""
-    positive = co > 0
-    counts = positive.sum(axis=1)
-    few = counts <= m
-    np.logical_or(keep, positive & few[:, None], out=keep)
-    for u in np.flatnonzero(~few).tolist():
-        rows = np.flatnonzero(positive[u])
-        keep[u, rows[np.argpartition(-co[u, rows], m)[:m]]] = True
-
-
-def _drop_seen_and_own(keep: np.ndarray, users: Sequence[UserProfile], view) -> None:
-    """Unmark each user's seen posts and own posts in ``keep`` (dict lookups in C: ``map`` over
-    ``row_of.get(p, n)``, one array for all the users)."""
-    n, row_of = len(view), view.row_of
-    lens = [len(p.seen) for p in users]
-    rows = np.fromiter(map(row_of.get, chain.from_iterable(p.seen for p in users), repeat(n)),
-                       dtype=np.int64, count=sum(lens))
-    ok = rows < n
-    keep[np.repeat(np.arange(len(users)), lens)[ok], rows[ok]] = False
-    for u, p in enumerate(users):
-        own = view.rows_of_author.get(p.user_id)
-        if own:
-            own = np.fromiter(own, dtype=np.int64, count=len(own))
-            keep[u, own[own < n]] = False

@@ -108,9 +108,11 @@ def test_coengagement_scores_are_bit_identical_to_the_direct_sum_through_forgett
         # several users at once (one with a zero weight, one with nothing known): each row bit for bit
         recents = [recent, list(dict.fromkeys(reversed(histories[(step // 25) % 12])))[:6], ["never"], []]
         weights_of = [weights, np.array([1.0, 0.0, 0.5, 0.25, 0.1, 0.3])[: len(recents[1])], np.ones(1), np.ones(0)]
-        rows = co.over_many(recents, weights_of, ids, ("catalog", 1))
-        assert rows.shape == (4, len(ids))
-        for row, r, w in zip(rows, recents, weights_of):
+        keys, values = co.over_many(recents, weights_of, ids, ("catalog", 1))
+        assert (np.diff(keys) > 0).all() and (values != 0).all()  # sorted, unique, the non-zero pairs only
+        rows = np.zeros(4 * len(ids))
+        rows[keys] = values
+        for row, r, w in zip(rows.reshape(4, len(ids)), recents, weights_of):
             assert row.tobytes() == co.scores(r, w).over(ids, ("catalog", 1)).tobytes(), step
         if held is not None:  # slots have changed since
             vec, figures = held

@@ -273,6 +273,7 @@ def test_score_block_equals_a_per_user_reference():
     import zlib
 
     from processors import ranking
+    from processors.candidates import ExactSimilarity, SparseRows
 
     rng = np.random.default_rng(11)
     mf = lambda user, ids: np.array([zlib.crc32(f"{user}/{i}".encode()) / 2 ** 32 * 1.4 - 0.2 for i in ids])
@@ -305,8 +306,10 @@ def test_score_block_equals_a_per_user_reference():
         sim = rng.normal(size=(len(users), n_posts)).astype(np.float32)
         co = np.where(rng.random((len(users), n_posts)) < 0.3, rng.random((len(users), n_posts)), 0.0)
         co[rng.random(len(users)) < 0.3] = 0.0  # users with no co-engagement at all
+        similarity = ExactSimilarity(sim, np.ones(len(users), dtype=bool))
         for with_co in (co, None):
-            got = ranking._score_block(users, shared, sim, with_co, mf, config)
+            got = ranking._score_block(users, shared, similarity, None if with_co is None else SparseRows.from_dense(co),
+                                       mf, config)
             for u, p in enumerate(users):
                 want = reference_scoring(p, view, sim[u], np.zeros(n_posts) if with_co is None else co[u],
                                          shared.pop, shared.fresh, mf, config)
@@ -317,7 +320,6 @@ def test_score_block_equals_a_per_user_reference():
                 assert cand.tolist() == want[0].tolist(), (case, u)
                 assert {k: v.tobytes() for k, v in feats.items()} == {k: v.tobytes() for k, v in want[1].items()}
                 assert score.tobytes() == want[2].tobytes(), (case, u)
-            assert not shared.scratch(len(users) * n_posts).any()  # the affinities' scratch row is zeros again
         assert case or got[0] is None
 
 
