@@ -31,6 +31,25 @@ from processors.selection import top, top_set
 EMPTY = np.zeros(0, dtype=np.int64)
 
 
+def union_of_keys(parts: Sequence[np.ndarray], removed: np.ndarray, size: int) -> np.ndarray:
+    """The sorted union of the key arrays ``parts`` less ``removed`` (keys below ``size``): a
+    mask over all ``size`` keys while that is cheap next to the parts, else a sort."""
+    total = sum(map(len, parts))
+    if size <= 16 * total:
+        keep = np.zeros(size, dtype=bool)
+        for part in parts:
+            keep[part] = True
+        keep[removed] = False
+        return np.flatnonzero(keep)
+    keys = np.sort(np.concatenate(parts))
+    keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))] if keys.size else keys
+    if removed.size and keys.size:
+        removed = np.sort(removed)
+        pos = np.minimum(np.searchsorted(removed, keys), removed.size - 1)
+        keys = keys[removed[pos] != keys]
+    return keys
+
+
 class SparseRows:
     """Figures of a few (user, row) pairs of a block: sorted unique ``keys`` and their ``values``;
     every other pair's figure is 0."""
@@ -47,8 +66,13 @@ class SparseRows:
         keys = np.flatnonzero(flat)
         return cls(keys, flat[keys].astype(np.float64))
 
-    def at(self, keys: np.ndarray) -> np.ndarray:
-        """The figures of sorted ``keys`` (0 where none)."""
+    def at(self, keys: np.ndarray, size: int) -> np.ndarray:
+        """The figures of ``keys`` (below ``size``; 0 where none): through a dense array of
+        ``size`` while that is cheap next to the lookups, else by binary search."""
+        if size <= 16 * (keys.size + self.keys.size):
+            dense = np.zeros(size)
+            dense[self.keys] = self.values
+            return dense.take(keys)
         out = np.zeros(keys.size)
         if self.keys.size and keys.size:
             pos = np.minimum(np.searchsorted(self.keys, keys), self.keys.size - 1)
@@ -83,7 +107,7 @@ class ExactSimilarity:
 
     def nearest(self, m: int) -> np.ndarray:
         n = self.sim.shape[1]
-        return np.concatenate([u * n + np.sort(top_set(self.sim[u], m)) for u in np.flatnonzero(self.known).tolist()]
+        return np.concatenate([u * n + top_set(self.sim[u], m) for u in np.flatnonzero(self.known).tolist()]
                               or [EMPTY])
 
     def at(self, keys: np.ndarray) -> np.ndarray:
@@ -123,6 +147,7 @@ class Pools:
         self.view, self.pop, self.fresh = view, pop, fresh
         self._top: dict[int, np.ndarray] = {}
         self._of_author: dict[str, np.ndarray] = {}
+        self._newest: dict[int, dict[str, np.ndarray]] = {}  # m → author → the author's m highest rows
 
     def top_rows(self, m: int) -> np.ndarray:
         """The ``m`` most popular and the ``m`` freshest rows, sorted, once."""
@@ -160,16 +185,24 @@ class Pools:
     def newest_of(self, authors: list[list[str]], m: int) -> np.ndarray:
         """Keys of each user's ``m`` newest (highest) rows by ``authors[u]``: from each author's
         ``m`` highest rows only."""
-        n = len(self.view)
-        parts = []
-        for u, liked in enumerate(authors):
-            if not liked:
-                continue
-            rows = np.concatenate([self.of_author(a)[-m:] for a in liked])
-            if rows.size > m:
-                rows = np.partition(rows, rows.size - m)[-m:]
-            parts.append(u * n + rows)
-        return np.concatenate(parts) if parts else EMPTY
+        n, newest = len(self.view), self._newest.setdefault(m, {})
+        rows = [newest[a] if a in newest else newest.setdefault(a, self.of_author(a)[-m:])
+                for liked in authors for a in liked]
+        if not rows:
+            return EMPTY
+        per_user = np.bincount(np.repeat(np.arange(len(authors)), [len(liked) for liked in authors]),
+                               weights=list(map(len, rows)), minlength=len(authors)).astype(np.int64)
+        keys = np.repeat(np.arange(len(authors), dtype=np.int64) * n, per_user) + np.concatenate(rows)
+        ends = np.cumsum(per_user)
+        many = np.flatnonzero(per_user > m).tolist()
+        if not many:
+            return keys
+        keep = np.ones(keys.size, dtype=bool)
+        for u in many:  # the m highest of the user's rows (distinct: authors' rows are disjoint)
+            s, e = ends[u] - per_user[u], ends[u]
+            keep[s:e] = False
+            keep[s + np.argpartition(keys[s:e], e - s - m)[e - s - m:]] = True
+        return keys[keep]
 
     def removed(self, users: Sequence) -> np.ndarray:
         """Keys of each user's seen posts and own posts (never recommended)."""

@@ -258,8 +258,13 @@ class CoEngagement:
         vals = np.concatenate(cnt) * np.repeat(scale, sizes)
         col = column[np.concatenate(idx)]
         pair = np.repeat(np.array(users, dtype=np.int64) * (n + 1), sizes) + col
-        keys, inverse = np.unique(pair, return_inverse=True)
-        acc = np.bincount(inverse.ravel(), weights=vals)
+        if len(recents) * (n + 1) <= 16 * pair.size:  # a dense bincount is cheap: sum there
+            acc = np.bincount(pair, weights=vals, minlength=len(recents) * (n + 1))
+            keys = np.flatnonzero(acc)
+            acc = acc[keys]
+        else:
+            keys, inverse = np.unique(pair, return_inverse=True)
+            acc = np.bincount(inverse.ravel(), weights=vals)
         user, col = np.divmod(keys, n + 1)
         live = (col < n) & (acc != 0)
         return user[live] * n + col[live], acc[live] / norm[col[live]]

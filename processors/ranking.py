@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from processors.candidates import ExactSimilarity, IndexedSimilarity, Pools, SparseRows
+from processors.candidates import ExactSimilarity, IndexedSimilarity, Pools, SparseRows, union_of_keys
 from processors.catalog import PostCatalog
 from processors.diversity import diversify
 from processors.profiles import UserProfile
@@ -223,11 +223,7 @@ def _similarity(catalog: PostCatalog, view, vectors: list, config: RankConfig):
         stacked[known] = np.stack([v for v in vectors if v is not None])
     index = catalog.nearest_index
     if index is None or n <= config.max_candidates:
-        sim = np.zeros((len(vectors), n), dtype=np.float32)
-        if known.sum() == 1:
-            sim[known] = view.embeddings @ stacked[known][0]
-        elif known.any():
-            sim[known] = stacked[known] @ view.embeddings.T
+        sim = stacked @ view.embeddings.T  # a user with no interest vector has a zero vector: zero cosines
         return lambda start, size: ExactSimilarity(sim[start:start + size], known[start:start + size])
     rows = np.full((len(vectors), config.per_source), -1, dtype=np.int64)
     if known.any():
@@ -262,13 +258,12 @@ def _score_block(users: Sequence[UserProfile], shared: _Shared, sim, co: SparseR
     base = np.arange(b, dtype=np.int64) * n
     liked_keys, liked_aff, width, liked = pools.liked_authors(users)
     if n <= config.max_candidates:
-        keys = (base[:, None] + np.arange(n)).ravel()
+        at = union_of_keys([(base[:, None] + np.arange(n)).ravel()], pools.removed(users), b * n)
     else:  # pools: nearest, trending, fresh, newest by liked authors, best co-engaged
         parts = [(base[:, None] + pools.top_rows(m)).ravel(), sim.nearest(m), pools.newest_of(liked, m)]
         if co is not None:
             parts.append(co.best(b, n, m))
-        keys = np.unique(np.concatenate(parts))
-    at = keys[~np.isin(keys, pools.removed(users))]
+        at = union_of_keys(parts, pools.removed(users), b * n)
     if not at.size:
         return [None] * b
     user = at // n
@@ -279,7 +274,7 @@ def _score_block(users: Sequence[UserProfile], shared: _Shared, sim, co: SparseR
     if co is None:
         co_f = np.zeros(at.size)
     else:  # scaled by each user's best candidate (x / 1.0 is x: users with none stay as they are)
-        co_f = co.at(at)
+        co_f = co.at(at, b * n)
         live = counts > 0
         best = np.maximum.reduceat(co_f, np.array(starts)[live])
         co_f /= np.repeat(np.where(best > 0, best, 1.0), counts[live])
@@ -289,7 +284,7 @@ def _score_block(users: Sequence[UserProfile], shared: _Shared, sim, co: SparseR
             if e > s:
                 ids = CandidateIds(None, view.ids, view.version, cf[s:e])
                 mf[s:e] = np.asarray(mf_scores(p.user_id, ids), dtype=np.float64).clip(0, 1)
-    aff = SparseRows(liked_keys, liked_aff).at(user * width + view.author_codes.take(cf))
+    aff = SparseRows(liked_keys, liked_aff).at(user * width + view.author_codes.take(cf), b * width)
     feats = {"similarity": sim.at(at).astype(np.float64), "factors": mf, "coengagement": co_f,
              "freshness": shared.fresh.take(cf), "popularity": shared.pop.take(cf), "affinity": aff}
     score = (config.w_similarity * feats["similarity"] + config.w_factors * mf + config.w_coengagement * co_f
