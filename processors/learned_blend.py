@@ -21,6 +21,8 @@ import math
 from typing import Mapping, Sequence
 
 FEATURES = ("similarity", "factors", "coengagement", "freshness", "popularity", "affinity")
+#: feature → the :class:`processors.ranking.RankConfig` weight it sets
+RANK_WEIGHTS = {f: f"w_{f}" for f in FEATURES}
 
 
 class LearnedBlend:

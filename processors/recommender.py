@@ -27,7 +27,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from processors.profiles import ACTION_WEIGHTS, UserProfile
 from processors.protocols import FactorModel
 from processors.ranking import RankConfig, recommend_many
 from processors.throttle import Throttle
+
+if TYPE_CHECKING:
+    from processors.blend_learning import BlendLearner
 
 MODEL_VERSION = "ripple-hybrid-1"
 #: users scored together by :meth:`Recommender.recommendations` (bounds the similarity matrix:
@@ -86,6 +89,9 @@ class Recommender:
         self.item_state = None
         #: :class:`processors.trends.Trends` that learns every engagement (the worker sets it)
         self.trends = None
+        #: :class:`processors.blend_learning.BlendLearner` that learns the ranking blend from the
+        #: lists sent (:meth:`learn_blend` sets it); ``None``: the configured blend, always
+        self.blend = None
 
     # -- inputs -------------------------------------------------------------------------
     def on_posts(self, posts: Sequence[Post], embeddings: np.ndarray) -> list[str]:
@@ -112,7 +118,18 @@ class Recommender:
                 self.item_state.record(ev.post_id, w, ev.ts, paired)
             if self.trends is not None:
                 self.trends.record(ev.post_id, w, ev.ts)
+        if w > 0 and self.blend is not None:
+            self.blend.engaged(ev.user_id, ev.post_id, ev.ts)
         return self.throttle.offer(ev.user_id, self.clock())
+
+    def learn_blend(self, **options) -> "BlendLearner":
+        """Learn the ranking blend from the lists this recommender sends, the configured blend as
+        its prior (``options``: :class:`processors.blend_learning.BlendLearner`'s)."""
+        from processors.blend_learning import BlendLearner
+        from processors.learned_blend import RANK_WEIGHTS
+
+        self.blend = BlendLearner({f: getattr(self.config.rank, w) for f, w in RANK_WEIGHTS.items()}, **options)
+        return self.blend
 
     def on_follow(self, ev: Follow, profile: UserProfile) -> bool:
         profile.apply_follow(ev.followee_id, ev.ts)
@@ -153,12 +170,16 @@ class Recommender:
         product; see :func:`processors.ranking.recommend_many`)."""
         now = self.clock()
         scorer = self.factors.scores if self.factors is not None else None
+        rank = self.config.rank if self.blend is None else self.blend.rank_config(self.config.rank)
         out = []
         for i in range(0, len(profiles), SCORING_CHUNK):
             chunk = profiles[i:i + SCORING_CHUNK]
-            results = recommend_many(chunk, self.catalog, now, self.config.k, scorer, self.config.rank, as_dicts=True,
+            results = recommend_many(chunk, self.catalog, now, self.config.k, scorer, rank, as_dicts=True,
                                      co_index=self.coengagement)
             out += [self._message(p, r, now) for p, r in zip(chunk, results)]
+        if self.blend is not None:
+            for doc in out:
+                self.blend.shown(doc["user_id"], doc["items"], now)
         return out
 
     def _message(self, profile: UserProfile, result, now: float) -> dict:

@@ -2,8 +2,10 @@
 
 A worker's learned state that every worker needs is split into *shared parts*
 (:class:`SharedPart`): the item side of the recommendation models
-(:class:`processors.item_state.ItemState`, ``items``) and the learned replies with the comment
-directory (:class:`processors.reply_state.ReplyState`, ``replies``).  Each part gives its
+(:class:`processors.item_state.ItemState`, ``items``), the learned replies with the comment
+directory (:class:`processors.reply_state.ReplyState`, ``replies``), the trends
+(:class:`processors.trends.Trends`, ``trends``) and the ranking blend
+(:class:`processors.blend_learning.BlendLearner`, ``blend``).  Each part gives its
 deltas as a JSON-able document; a message carries the documents of one interval with the
 sender's origin id and sequence number (``client/ripple_client/schemas/model_sync.json``).
 

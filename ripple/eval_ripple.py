@@ -5,6 +5,7 @@ the clock at event time, and the replay configuration :func:`eval_config`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Sequence
 
@@ -18,28 +19,20 @@ from processors.recommender import Recommender, RecommenderConfig
 ITEM_AUTHOR_PREFIX = "item:"  # every item is its own "author": no author cap, never the user's own post
 
 
-#: learned-blend feature → the ``RankConfig`` weight it sets
-BLEND_WEIGHTS = {"similarity": "w_similarity", "factors": "w_factors", "coengagement": "w_coengagement",
-                 "freshness": "w_freshness", "popularity": "w_popularity", "affinity": "w_affinity"}
-
-
 class RippleSystem:
     """The real ``Recommender`` with items as posts (each its own author) created at ``t0``.
 
-    ``learn_blend``: the ranking blend is learnt online (:class:`processors.learned_blend.LearnedBlend`)
-    from each user's shown list and the item they engaged next, the configured blend as its prior."""
+    ``learn_blend``: the ranking blend is learnt online as the worker learns it
+    (:mod:`processors.blend_learning`), each shown list labelled by the item the user engaged
+    next, whenever that came (the replay's clock is the data's)."""
 
     def __init__(self, items: Sequence[str], embeddings: np.ndarray, config: RecommenderConfig, factors=None,
                  t0: float = 0.0, name: str = "Ripple", popularity_half_life_s: float | None = None,
                  learn_blend: bool = False):
         self.name, self.now = name, t0
-        self.blend = None
-        if learn_blend:
-            from processors.learned_blend import LearnedBlend
-
-            self.blend = LearnedBlend({f: getattr(config.rank, w) for f, w in BLEND_WEIGHTS.items()})
-        self.shown: dict[str, list[dict]] = {}
         self.svc = Recommender(embeddings.shape[1], factors=factors, config=config, clock=lambda: self.now)
+        if learn_blend:
+            self.svc.learn_blend(window_s=math.inf, max_users=1 << 30)
         if popularity_half_life_s is not None:
             self.svc.catalog.popularity_half_life_s = popularity_half_life_s
         self.svc.on_posts([Post(it, ITEM_AUTHOR_PREFIX + it, "", t0) for it in items], embeddings)
@@ -53,20 +46,10 @@ class RippleSystem:
 
     def recommend(self, user: str, k: int, now: float) -> list[str]:
         self.now = now
-        items = self.svc.recommendation(self._profile(user))["items"][:k]
-        if self.blend is not None:
-            self.shown[user] = items
-        return [it["post_id"] for it in items]
+        return [it["post_id"] for it in self.svc.recommendation(self._profile(user))["items"][:k]]
 
     def learn(self, user: str, item: str, ts: float) -> None:
         self.now = ts
-        shown = self.shown.pop(user, None) if self.blend is not None else None
-        if shown:
-            ids = [it["post_id"] for it in shown]
-            self.blend.learn([it["reasons"] for it in shown], ids.index(item) if item in ids else None)
-            if self.blend.ready and self.blend.examples % 100 == 0:
-                rank = replace(self.svc.config.rank, **{BLEND_WEIGHTS[f]: w for f, w in self.blend.weights().items()})
-                self.svc.config = replace(self.svc.config, rank=rank)
         self.svc.on_engagement(Engagement("like", user, item, ts), self._profile(user))
 
 

@@ -135,6 +135,15 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Seconds between messages to the trending topic (top posts and authors of the "
         "1 h and 24 h windows), published by the worker that writes the model snapshots.")
     trending_k: int = Field(50, ge=1, description="Posts and authors per window in a trending message.")
+    blend_learning: bool = Field(
+        True, description="Learn the ranking blend from what users do with the lists they are sent (shared by "
+        "every worker, kept in the model snapshots); false: always the configured blend.")
+    blend_window_s: float = Field(
+        3600.0, gt=0, description="A list none of whose items its user engaged within this many seconds is "
+        "learnt as ignored.")
+    blend_min_lists: int = Field(
+        200, ge=1, description="Lists learnt (by all workers together) before the learnt blend replaces the "
+        "configured one.")
 
     # --- Suggested replies ------------------------------------------------------------------
     reply_k: int = Field(3, ge=1, description="Suggestions per message.")

@@ -49,6 +49,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
 from processors.engagement_step import EngagementStep, FoldedBatch, ProfileStore
+from processors.learned_blend import RANK_WEIGHTS
 from processors.profiles import UserProfile
 from streams import metrics, wire
 from streams.app import ENGAGEMENT_TOPICS, Runtime
@@ -85,6 +86,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.producer = None
         self.batches = 0
         self.owed_reported = 0  # throttle.owed as last counted in ripple_recommendations_deferred_total
+        self.blend_reported: dict[str, int] = {}  # the blend's labelled lists as last counted
         self.committed: dict[TopicPartition, int] = {}  # next offset to read, as committed
         self.position: dict[TopicPartition, int] = {}  # next offset to fold; records before it are re-deliveries
         self.unrestored: set[int] = set()  # assigned partitions whose read-back failed: tried again each batch
@@ -225,6 +227,12 @@ class EngagementEngine(ConsumerRebalanceListener):
         throttle = self.rt.recommender.throttle
         metrics.record_recommendations_deferred(throttle.owed - self.owed_reported)
         self.owed_reported = throttle.owed
+        blend = self.rt.recommender.blend
+        if blend is not None:
+            rank = blend.rank_config(self.rt.recommender.config.rank)
+            metrics.record_blend({k: n - self.blend_reported.get(k, 0) for k, n in blend.labels.items()},
+                                 {f: getattr(rank, w) for f, w in RANK_WEIGHTS.items()})
+            self.blend_reported = dict(blend.labels)
         metrics.set_recommendations_owed(len(throttle))
 
     async def _commit_transactions(self, outgoing: list, saves: list, offsets: dict) -> None:

@@ -176,6 +176,12 @@ TRENDING_MESSAGES = Counter(
 TRENDING_POSTS = Gauge(
     "ripple_trending_posts", "Posts with a trend score this worker holds (every worker holds the same)",
     registry=REGISTRY)
+BLEND_LISTS = Counter(
+    "ripple_blend_lists", "Recommendation lists the ranking blend learnt from on this worker, by outcome: engaged "
+    "(an item of the list was engaged within RIPPLE_BLEND_WINDOW_S) or ignored", ["outcome"], registry=REGISTRY)
+BLEND_WEIGHTS = Gauge(
+    "ripple_blend_weight", "Weight of each ranking feature (kind) in the blend this worker ranks with",
+    ["kind"], registry=REGISTRY)
 GC_PAUSE_SECONDS = Histogram(
     "ripple_gc_pause_seconds", "Pauses of Python's cyclic garbage collector in the worker (every generation).",
     buckets=GC_BUCKETS, registry=REGISTRY)
@@ -185,7 +191,7 @@ ALL_METRICS = (EVENTS_CONSUMED, DEAD_LETTERS, PROCESSING_SECONDS, EVENT_TO_RECOM
                RECOMMENDATIONS_PUBLISHED, RECOMMENDATIONS_DEFERRED, RECOMMENDATIONS_OWED, SUGGESTIONS_PUBLISHED, MODEL_UPDATES, ONNX_BATCH_SIZE,
                ONNX_INFERENCE_SECONDS, EMBEDDING_QUEUE_DEPTH, CONSUMER_LAG, REBALANCES, ENGINE_RECORDS, SKIPPED_RECORDS,
                ENGINE_PARTITIONS, MODEL_SYNC_MESSAGES, MODEL_SYNC_BYTES, MODEL_SNAPSHOTS, MODEL_SNAPSHOT_ITEMS, GC_PAUSE_SECONDS,
-               TRENDING_MESSAGES, TRENDING_POSTS)
+               TRENDING_MESSAGES, TRENDING_POSTS, BLEND_LISTS, BLEND_WEIGHTS)
 
 # Zero-initialise the fixed label combinations so rate()/increase() see the first event.
 for _topic, _kind in INPUT_TOPICS.items():
@@ -312,6 +318,15 @@ def record_trending(posts_held: int) -> None:
     """One trending message published; ``posts_held``: posts with a trend score."""
     TRENDING_MESSAGES.inc()
     TRENDING_POSTS.set(posts_held)
+
+
+def record_blend(learnt: dict[str, int], weights: dict[str, float]) -> None:
+    """Lists the blend learnt since the last call, by outcome; the blend ranked with now."""
+    for outcome, n in learnt.items():
+        if n:
+            BLEND_LISTS.labels(outcome=_one_of(outcome, ("engaged", "ignored"))).inc(n)
+    for kind, w in weights.items():
+        BLEND_WEIGHTS.labels(kind=kind).set(w)
 
 
 def set_engine_partitions(assigned: int, ready: int) -> None:

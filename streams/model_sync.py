@@ -1,7 +1,8 @@
 """Learned state shared by every worker and kept across restarts: the Kafka side of the shared
 parts of :mod:`processors.sync_message` (the item side of the models,
 :mod:`processors.item_state`; learned replies and the comment directory,
-:mod:`processors.reply_state`).
+:mod:`processors.reply_state`; trends, :mod:`processors.trends`; the ranking blend,
+:mod:`processors.blend_learning`).
 
 Two topics:
 
@@ -264,6 +265,8 @@ def register(rt, catalog_ready: asyncio.Event, writes_snapshots: Callable[[], bo
     after_apply = None
     if rt.recommender.trends is not None:
         parts.append(rt.recommender.trends)
+    if rt.recommender.blend is not None:
+        parts.append(rt.recommender.blend)
     if rt.replies is not None:
         parts.append(ReplyState(rt.replies))
         after_apply = rt.embed_admitted_replies  # replies admitted by another worker's messages

@@ -98,6 +98,8 @@ class Scoring:
         if fit < len(users):
             self._put_off(users[fit:])
         self.step.publishing(chosen, dirty)  # after the fork: nothing the child's ranking reads
+        if self.rt.recommender.blend is not None:  # their new lists are the child's: no label for the old ones
+            self.rt.recommender.blend.forget(chosen)
         return ScoredInChild(chosen, [self.rt.rec_clock.take(u) for u in chosen], self.ranking)
 
     def _fork_failed(self, exc: ForkFailed) -> None:

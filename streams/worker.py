@@ -83,6 +83,8 @@ def run_worker(settings: Settings) -> None:
     rt = build_app(settings, embedder, recommender_for(settings, embedder.dim, calibration["en"]),
                    replies=replies_for(settings, embedder, sentiment, calibration), sentiment=sentiment)
     rt.recommender.trends = Trends()
+    if settings.blend_learning:
+        rt.recommender.learn_blend(window_s=settings.blend_window_s, min_lists=settings.blend_min_lists)
     catalog = catalog_follower.register(rt)
     engine = None
 

@@ -313,7 +313,8 @@ def test_ripple_with_a_learned_blend_updates_its_ranking_weights_from_the_replay
     data = stream(n_users=40)
     emb = BagOfWords().embed([data.texts[i] for i in data.items])
     ripple = RippleSystem(data.items, emb, eval_config(len(data.items)), t0=0.0, learn_blend=True)
-    ripple.blend.min_examples = 50
-    before = ripple.svc.config.rank
+    blend = ripple.svc.blend
+    blend.model.min_examples = 50
+    configured = ripple.svc.config.rank
     replay(data.events, [ripple], k=10, progress=False)
-    assert ripple.blend.examples > 100 and ripple.svc.config.rank != before
+    assert blend.lists > 100 and blend.rank_config(configured) != configured

@@ -163,3 +163,46 @@ def test_a_worker_that_starts_writing_snapshots_writes_every_item_it_holds():
         assert a.sync.full_next is False
 
     asyncio.run(scenario())
+
+
+def test_the_learnt_blend_reaches_every_worker_and_survives_a_restart():
+    """Lists labelled on two workers make one blend on both, through model sync; a worker that
+    starts later reads it back from the snapshot plus the deltas after it."""
+    from processors.blend_learning import BlendLearner
+    from processors.learned_blend import FEATURES
+
+    prior = {f: 0.5 for f in FEATURES}
+
+    def teach(learner, user, favourite, n):
+        for i in range(n):
+            learner.shown(user, [{"post_id": p, "reasons": {"popularity": 0.9 if p == favourite else 0.1}}
+                                 for p in ("x", "y")], now=float(i))
+            learner.engaged(user, favourite, ts=float(i))
+
+    async def scenario():
+        broker = MemoryBroker()
+        broker.create_topic("sync", 2)
+        broker.create_topic("state", 2)
+        la, lb = BlendLearner(prior, min_lists=1), BlendLearner(prior, min_lists=1)
+        a, b = Node(broker, [la]), Node(broker, [lb])
+        await a.start()
+        await b.start()
+        teach(la, "u1", "x", 30)
+        teach(lb, "u2", "y", 10)
+        await a.sync.publish()
+        await b.sync.publish()
+        await a.hear()
+        await b.hear()
+        assert la.lists == lb.lists == 40
+        assert all(abs(la.model.coef[f] - lb.model.coef[f]) < 1e-12 for f in FEATURES)
+        await a.sync.snapshot()
+        teach(lb, "u3", "y", 5)  # after the snapshot: reaches a new worker as a delta
+        await b.sync.publish()
+        lc = BlendLearner(prior, min_lists=1)
+        c = Node(broker, [lc])
+        await c.start()
+        await b.hear()
+        assert lc.lists == lb.lists == 45
+        assert all(abs(lc.model.coef[f] - lb.model.coef[f]) < 1e-12 for f in FEATURES)
+
+    asyncio.run(scenario())
