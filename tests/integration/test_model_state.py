@@ -4,6 +4,7 @@ worker's rankings, and a worker killed and restarted with no new events ranks as
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -12,7 +13,8 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from conftest import wait_for
-from streams.client import consume, produce
+from processors.learned_blend import FEATURES
+from streams.client import consume, latest_values, produce
 from test_pipeline import engagement
 from test_scale_out import _posts, _wait_until_split
 
@@ -77,6 +79,11 @@ def test_a_restarted_worker_ranks_with_the_item_state_it_had(bootstrap, worker_f
     log = tmp_path / "worker-0.log"
     wait = asyncio.run(_until(lambda: log.read_text(errors="replace").count("a checkpoint written") >= 2, 30))
     assert wait, "no snapshot was written"
+    # the ranking blend learnt from the lists sent is in the snapshot too: every reader's list
+    # before the follow was replaced by the follow's (learnt as ignored), some were engaged
+    state = asyncio.run(latest_values(bootstrap, f"{settings.app_id}-model-state", range(settings.partitions)))
+    blend = json.loads(state["\x03blend"])
+    assert blend["lists"] >= len(users) and set(blend["coef"]) == set(FEATURES), blend
 
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
