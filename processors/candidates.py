@@ -3,12 +3,11 @@ looks up for them, as flat sorted *keys*.
 
 A block of ``b`` users over a catalog view of ``n`` rows names the pair (user ``u``, row ``r``)
 by the key ``u * n + r``; sorted keys list user 0's rows in row order, then user 1's, and so
-on.  Every pool is found from what it needs only, so the cost per user follows the pools' sizes
-rather than the catalog's:
+on.  Every pool but the nearest is found from what it needs only, its cost following the
+pools' sizes rather than the catalog's:
 
-- the ``m`` nearest rows by embedding cosine (:class:`ExactSimilarity` over the whole catalog,
-  or :class:`IndexedSimilarity` from the catalog's approximate nearest-neighbour index, with
-  the cosine then computed for the candidates only);
+- the ``m`` nearest rows by embedding cosine (:class:`ExactSimilarity`: one product over the
+  whole catalog, the one step whose cost follows the catalog's size);
 - the ``m`` most popular and ``m`` freshest rows (once per batch, :class:`Pools`);
 - the ``m`` newest rows by authors the user engaged with or follows (each author's rows sorted
   once per batch);
@@ -112,32 +111,6 @@ class ExactSimilarity:
 
     def at(self, keys: np.ndarray) -> np.ndarray:
         return self.sim.take(keys)
-
-
-class IndexedSimilarity:
-    """A block's nearest rows from the catalog's approximate nearest-neighbour index (``rows``:
-    ``-1`` where it found fewer), and its cosines to the candidates only."""
-
-    def __init__(self, vectors: np.ndarray, known: np.ndarray, rows: np.ndarray, embeddings: np.ndarray):
-        self.vectors, self.known, self.rows, self.embeddings = vectors, known, rows, embeddings
-
-    def nearest(self, m: int) -> np.ndarray:
-        n = len(self.embeddings)
-        rows = self.rows[:, :m]
-        user = np.repeat(np.arange(len(rows), dtype=np.int64), rows.shape[1])
-        flat = rows.ravel()
-        ok = (flat >= 0) & (flat < n) & self.known[user]
-        return np.unique(user[ok] * n + flat[ok])
-
-    def at(self, keys: np.ndarray) -> np.ndarray:
-        n = len(self.embeddings)
-        user, row = np.divmod(keys, n)
-        out = np.empty(keys.size, dtype=np.float32)
-        bounds = np.searchsorted(user, np.arange(len(self.vectors) + 1))
-        for u in np.flatnonzero(np.diff(bounds)).tolist():
-            s, e = bounds[u], bounds[u + 1]
-            out[s:e] = self.embeddings[row[s:e]] @ self.vectors[u]
-        return out
 
 
 class Pools:

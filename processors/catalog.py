@@ -49,9 +49,6 @@ class PostCatalog:
         self._filled = 0  # rows [0, _filled) are live: the ring fills in order, then wraps
         #: bumped whenever a row gets a new post id: scorers cache per-row lookups by it
         self.version = 0
-        #: approximate nearest rows by inner product, kept once the catalog holds more than
-        #: ``index_min_posts`` posts (``None``: below that, or no index configured)
-        self.nearest_index = None
 
     # -- writes -------------------------------------------------------------------------
     def add(self, post_id: str, author_id: str, created_at: float, embedding: np.ndarray) -> str | None:

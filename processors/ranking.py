@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from processors.candidates import ExactSimilarity, IndexedSimilarity, Pools, SparseRows, union_of_keys
+from processors.candidates import ExactSimilarity, Pools, SparseRows, union_of_keys
 from processors.catalog import PostCatalog
 from processors.diversity import diversify
 from processors.profiles import UserProfile
@@ -177,10 +177,9 @@ def recommend_many(
 ) -> list[RecResult]:
     """:func:`recommend_detailed` for several users at the same instant: the catalog snapshot,
     the popularity and freshness columns and their candidate pools are computed once, the
-    users' nearest posts come from one matrix product (or one query of the catalog's
-    nearest-neighbour index, for catalogs past its ``index_min_posts``), and candidates,
-    features and scores are array operations over the (user, candidate) pairs of a block of
-    users (:func:`_score_block`).  Each result equals that user's :func:`recommend_detailed` at
+    users' cosines to the catalog are one matrix product, and candidates, features and scores
+    are array operations over the (user, candidate) pairs of a block of users
+    (:func:`_score_block`).  Each result equals that user's :func:`recommend_detailed` at
     ``now``; with ``as_dicts`` its items are the ``Recommendation.to_dict()`` of those items,
     built column-wise for all users at once.  With ``co_index`` (in place of
     ``co_scores=co_index.scores``) every block's co-engagement comes from one
@@ -191,7 +190,7 @@ def recommend_many(
     n = len(view)
     if n == 0:
         return [RecResult([], missing) for _, missing in interests]
-    similarity = _similarity(catalog, view, [vec for vec, _ in interests], config)
+    similarity = _similarity(view, [vec for vec, _ in interests], config)
     scored = []
     block = max(1, BLOCK_CELLS // min(n, 2 * config.max_candidates))
     for start in range(0, len(profiles), block):
@@ -212,24 +211,17 @@ def recommend_many(
     return [RecResult(next(chosen) if x else [], m) for x, (_, m) in zip(scored, interests)]
 
 
-def _similarity(catalog: PostCatalog, view, vectors: list, config: RankConfig):
-    """``(start, size) →`` the similarity of users ``start .. start + size`` (see
-    :mod:`processors.candidates`): exact over the whole catalog, or from the catalog's
-    nearest-neighbour index when it keeps one."""
-    n, dim = len(view), view.embeddings.shape[1]
+def _similarity(view, vectors: list, config: RankConfig):
+    """``(start, size) →`` the exact similarity of users ``start .. start + size`` to every
+    catalog row (:class:`processors.candidates.ExactSimilarity`): one matrix product for all
+    the users.  Approximate nearest-neighbour indexes were measured slower than this product
+    at the nearest pool's size (``python -m devtools.bench_ann``)."""
     known = np.array([v is not None for v in vectors], dtype=bool)
-    stacked = np.zeros((len(vectors), dim), dtype=np.float32)
+    stacked = np.zeros((len(vectors), view.embeddings.shape[1]), dtype=np.float32)
     if known.any():
         stacked[known] = np.stack([v for v in vectors if v is not None])
-    index = catalog.nearest_index
-    if index is None or n <= config.max_candidates:
-        sim = stacked @ view.embeddings.T  # a user with no interest vector has a zero vector: zero cosines
-        return lambda start, size: ExactSimilarity(sim[start:start + size], known[start:start + size])
-    rows = np.full((len(vectors), config.per_source), -1, dtype=np.int64)
-    if known.any():
-        rows[known] = index.nearest(stacked[known], config.per_source)
-    return lambda start, size: IndexedSimilarity(stacked[start:start + size], known[start:start + size],
-                                                 rows[start:start + size], view.embeddings)
+    sim = stacked @ view.embeddings.T  # a user with no interest vector has a zero vector: zero cosines
+    return lambda start, size: ExactSimilarity(sim[start:start + size], known[start:start + size])
 
 
 def _co_row(scores: Mapping[str, float], view) -> np.ndarray:
