@@ -1,12 +1,17 @@
 """What a recommendation costs as the catalog grows (no broker, no model).
 
     python -m devtools.bench_catalog [--sizes 2000,10000,50000] [--users 256] [--rounds 3]
+    ripple bench --catalog [--catalog-sizes 2000,10000,50000]
 
 For each catalog size: a ``Recommender`` (the worker's: factor model, co-engagement) holding that
 many posts with random unit embeddings (384 wide, 200 authors) and popularity, ``--users``
 users with 20 engagements each; then the time to score all of them at once, as the engagement
 engine does (``Recommender.recommendations``), best of ``--rounds``.  Reported per size: ms per
-user and the ratio to the smallest size (the goal: at most 2x from 2,000 to 50,000 posts).
+user, the ratio to the smallest size (the goal: at most 2x from 2,000 to 50,000 posts), the
+floor every exact ranking pays (the users x catalog cosine product and each user's nearest
+``per_source`` rows, alone) and the recall of the nearest pool against an exact sort (1.0:
+ranking retrieves it exactly; approximate indexes were measured slower at this pool size, see
+docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -43,14 +48,33 @@ def build(n_posts: int, n_users: int, dim: int = 384, seed: int = 0):
 
 def measure(n_posts: int, n_users: int, rounds: int) -> float:
     """Best ms per user of scoring ``n_users`` at once on a catalog of ``n_posts``."""
+    return measure_all(n_posts, n_users, rounds)[0]
+
+
+def measure_all(n_posts: int, n_users: int, rounds: int) -> tuple[float, float, float]:
+    """``(ms per user, floor ms per user, nearest-pool recall)`` on a catalog of ``n_posts``."""
+    from processors import ranking
+
     rec, profiles = build(n_posts, n_users)
     rec.recommendations(profiles[:8])  # warm: the factor model applies its queued updates
-    best = float("inf")
+    best = floor = float("inf")
+    now = rec.clock()
+    vectors = np.stack([v for v, _ in (p.interest(rec.catalog.lookup, now) for p in profiles)])
+    m = rec.config.rank.per_source
+    view = rec.catalog.snapshot(now)
     for _ in range(rounds):
         t0 = time.perf_counter()
         rec.recommendations(profiles)
         best = min(best, time.perf_counter() - t0)
-    return best * 1000 / n_users
+        t0 = time.perf_counter()
+        sims = vectors @ view.embeddings.T
+        np.argpartition(-sims, min(m, n_posts - 1), axis=1)
+        floor = min(floor, time.perf_counter() - t0)
+    similarity = ranking._similarity(view, list(vectors), rec.config.rank)(0, len(profiles))
+    got = similarity.nearest(m)
+    exact = np.concatenate([u * n_posts + np.argsort(-row)[:m] for u, row in enumerate(vectors @ view.embeddings.T)])
+    recall = len(np.intersect1d(got, exact)) / exact.size
+    return best * 1000 / n_users, floor * 1000 / n_users, recall
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="measurements per size, best kept (default 3)")
     args = p.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
-    rows = [(n, measure(n, args.users, args.rounds)) for n in sizes]
-    print(f"{'posts':>8} {'ms/user':>9} {'x smallest':>11}")
-    for n, ms in rows:
-        print(f"{n:>8,} {ms:>9.3f} {ms / rows[0][1]:>11.2f}")
+    rows = [(n, *measure_all(n, args.users, args.rounds)) for n in sizes]
+    print(f"{'posts':>8} {'ms/user':>9} {'x smallest':>11} {'floor ms/user':>14} {'nearest recall':>15}")
+    for n, ms, floor, recall in rows:
+        print(f"{n:>8,} {ms:>9.3f} {ms / rows[0][1]:>11.2f} {floor:>14.3f} {recall:>15.3f}")
     return 0
 
 
