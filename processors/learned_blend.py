@@ -1,24 +1,29 @@
-"""The ranking blend, learned online from what users did with the lists they were shown.
+"""The ranking blend, learnt online from which item of a shown list a user engaged.
 
-Every shown item is an example: its features (the ``reasons`` of the recommendation: similarity,
-factors, co-engagement, freshness, popularity, affinity) with label 1 when the user then engaged
-it, 0 when they engaged something else.  A logistic regression on them is trained by SGD, one
-list at a time, starting from the hand blend (:class:`processors.ranking.RankConfig`'s weights as
-its coefficients), so it ranks exactly as the hand blend until feedback moves it; ranking uses its
-coefficients, clipped at 0, as the blend weights once ``min_examples`` lists were learnt.
+Ranking scores an item ``Σ w_f · x_f`` over its features (the ``reasons`` of a recommendation:
+similarity, factors, co-engagement, freshness, popularity, affinity).  A list in which the user
+engaged item ``j`` is one observation of a conditional logit (a softmax over the list):
+``P(j | list) = exp(s_j) / Σ_i exp(s_i)``.  Each such list takes one SGD step on its
+log-likelihood, ``w += rate · (x_j − Σ_i P(i) x_i) − rate · l2 · (w − prior)``: the weights move
+towards what the engaged item had more of than the list's average, and are pulled back towards
+the hand blend (:class:`processors.ranking.RankConfig`'s weights), where they start.  Only
+differences within a list count, so the weights keep ranking's scale and need no intercept; a
+list whose user engaged none of its items has no likelihood under this model and teaches
+nothing.  Ranking uses the weights, clipped at 0, once ``min_examples`` lists were learnt.
 
 >>> blend = LearnedBlend({"similarity": 1.0, "popularity": 0.2}, learning_rate=0.5, min_examples=1)
 >>> for _ in range(50):
 ...     blend.learn([{"similarity": 0.9, "popularity": 0.1}, {"similarity": 0.1, "popularity": 0.9}], 1)
 >>> w = blend.weights()
->>> w["popularity"] > 0.2
-True
+>>> w["popularity"] > 0.2, w["similarity"] < 1.0
+(True, True)
 """
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
+
+import numpy as np
 
 FEATURES = ("similarity", "factors", "coengagement", "freshness", "popularity", "affinity")
 #: feature → the :class:`processors.ranking.RankConfig` weight it sets
@@ -26,24 +31,28 @@ RANK_WEIGHTS = {f: f"w_{f}" for f in FEATURES}
 
 
 class LearnedBlend:
-    def __init__(self, prior: Mapping[str, float], learning_rate: float = 0.05, l2: float = 1e-4,
+    def __init__(self, prior: Mapping[str, float], learning_rate: float = 0.05, l2: float = 1e-3,
                  min_examples: int = 200):
         self.prior = dict(prior)
         self.coef = dict(prior)
-        self.bias = 0.0
         self.learning_rate, self.l2, self.min_examples = learning_rate, l2, min_examples
         self.examples = 0
 
-    def learn(self, shown: Sequence[Mapping[str, float]], engaged: int | None) -> None:
-        """One list: the features of each shown item, and the index of the one engaged (``None``:
-        none of them)."""
-        for i, feats in enumerate(shown):
-            z = self.bias + sum(self.coef[f] * feats.get(f, 0.0) for f in self.coef)
-            p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
-            g = p - (1.0 if i == engaged else 0.0)
-            for f in self.coef:
-                self.coef[f] -= self.learning_rate * (g * feats.get(f, 0.0) + self.l2 * (self.coef[f] - self.prior[f]))
-            self.bias -= self.learning_rate * g
+    def features(self, shown: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """The shown items' features as a (items × features) array, in :attr:`coef`'s order."""
+        return np.array([[feats.get(f, 0.0) for f in self.coef] for feats in shown], dtype=np.float64)
+
+    def learn(self, shown: Sequence[Mapping[str, float]] | np.ndarray, engaged: int) -> None:
+        """One list: the features of each shown item (dicts, or :meth:`features`' array) and the
+        index of the one the user engaged."""
+        x = np.asarray(shown, dtype=np.float64) if isinstance(shown, np.ndarray) else self.features(shown)
+        w = np.fromiter(self.coef.values(), dtype=np.float64, count=len(self.coef))
+        prior = np.fromiter((self.prior[f] for f in self.coef), dtype=np.float64, count=len(self.coef))
+        s = x @ w
+        p = np.exp(s - s.max())
+        p /= p.sum()
+        w += self.learning_rate * (x[engaged] - p @ x - self.l2 * (w - prior))
+        self.coef = dict(zip(self.coef, w.tolist()))
         self.examples += 1
 
     @property

@@ -192,7 +192,7 @@ def recommend_many(
         return [RecResult([], missing) for _, missing in interests]
     similarity = _similarity(view, [vec for vec, _ in interests], config)
     scored = []
-    block = max(1, BLOCK_CELLS // min(n, 2 * config.max_candidates))
+    block = max(1, BLOCK_CELLS // max(1, min(n, 2 * config.max_candidates)))
     for start in range(0, len(profiles), block):
         users = profiles[start:start + block]
         recents = [_recent(p, config) for p in users]

@@ -139,11 +139,11 @@ class Settings(BaseSettings):
         True, description="Learn the ranking blend from what users do with the lists they are sent (shared by "
         "every worker, kept in the model snapshots); false: always the configured blend.")
     blend_window_s: float = Field(
-        3600.0, gt=0, description="A list none of whose items its user engaged within this many seconds is "
-        "learnt as ignored.")
+        3600.0, gt=0, description="An engagement of an item of a user's list labels the list (that item the "
+        "positive, the rest negatives) only within this many seconds of the list.")
     blend_min_lists: int = Field(
-        200, ge=1, description="Lists learnt (by all workers together) before the learnt blend replaces the "
-        "configured one.")
+        200, ge=1, description="Engaged lists learnt (by all workers together) before the learnt blend replaces "
+        "the configured one.")
 
     # --- Suggested replies ------------------------------------------------------------------
     reply_k: int = Field(3, ge=1, description="Suggestions per message.")

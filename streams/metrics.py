@@ -194,6 +194,8 @@ ALL_METRICS = (EVENTS_CONSUMED, DEAD_LETTERS, PROCESSING_SECONDS, EVENT_TO_RECOM
                TRENDING_MESSAGES, TRENDING_POSTS, BLEND_LISTS, BLEND_WEIGHTS)
 
 # Zero-initialise the fixed label combinations so rate()/increase() see the first event.
+for _outcome in ("engaged", "ignored"):
+    BLEND_LISTS.labels(outcome=_outcome)
 for _topic, _kind in INPUT_TOPICS.items():
     EVENTS_CONSUMED.labels(topic=_topic, kind=_kind)
     EVENTS_CONSUMED.labels(topic=_topic, kind="invalid")

@@ -12,6 +12,7 @@ throttle (:meth:`processors.engagement_step.EngagementStep.publishing`) as it is
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -98,8 +99,6 @@ class Scoring:
         if fit < len(users):
             self._put_off(users[fit:])
         self.step.publishing(chosen, dirty)  # after the fork: nothing the child's ranking reads
-        if self.rt.recommender.blend is not None:  # their new lists are the child's: no label for the old ones
-            self.rt.recommender.blend.forget(chosen)
         return ScoredInChild(chosen, [self.rt.rec_clock.take(u) for u in chosen], self.ranking)
 
     def _fork_failed(self, exc: ForkFailed) -> None:
@@ -113,15 +112,20 @@ class Scoring:
         try:
             ranked = await forked.result
             docs, retry = ranked.docs, ranked.retry
+            ranked_here = False
             self.ranker.observe(ranked.elapsed_s, len(forked.users))
         except ForkFailed as exc:
             self._fork_failed(exc)
             here = [(u, t) for u, t in zip(forked.users, forked.seen) if u in self.store]  # a rebalance may take some
             forked.users, forked.seen = [u for u, _ in here], [t for _, t in here]
             docs = [wire.dumps(d) for d in rt.recommender.recommendations([self.store[u] for u in forked.users])]
-            retry = []
+            retry, ranked_here = [], True  # recommendations() told the blend already
         for user in retry:
             rt.recommender.throttle.retry(user)
+        if rt.recommender.blend is not None and not ranked_here:  # the child's lists wait for labels here
+            for user, doc in zip(forked.users, docs):
+                sent = json.loads(doc)
+                rt.recommender.blend.shown(user, sent["items"], sent["generated_at"])
         for ts in forked.seen:
             if ts is not None:
                 metrics.observe_event_to_recommendation(ts, "engage")

@@ -172,8 +172,8 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
             ("{{kind}}", f"avg by (kind) ({m('ripple_blend_weight')})"),
             ("lists learnt/s ({{outcome}})", f"sum by (outcome) ({rate('ripple_blend_lists_total')})")),
             "The weight of each ranking feature in the blend the workers rank with (learnt from the lists "
-            "users were sent; the configured weights until RIPPLE_BLEND_MIN_LISTS lists were learnt) and the "
-            "lists learnt per second, engaged or ignored. A weight that runs away, or engaged lists falling "
+            "users were sent; the configured weights until RIPPLE_BLEND_MIN_LISTS engaged lists were learnt) "
+            "and the lists labelled per second, engaged (learnt) or ignored. A weight that runs away, or engaged lists falling "
             "towards zero, means the learnt blend hurts: set RIPPLE_BLEND_LEARNING=false and compare."),
         Panel("ONNX inference time", "s", _quantiles("ripple_onnx_inference_seconds", "kind"),
               "p50/p95/p99 of one ONNX call (tokenise + run + pool), queueing excluded; CPU vs CUDA shows "

@@ -8,6 +8,7 @@ import json
 import os
 import random
 import signal
+import time
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
@@ -75,21 +76,30 @@ def test_a_restarted_worker_ranks_with_the_item_state_it_had(bootstrap, worker_f
     asyncio.run(produce(bootstrap, likes, settings.topic_prefix))
     _latest(bootstrap, t("recommendations"), users, 8)
     asyncio.run(produce(bootstrap, [_follow(u, "nobody-1") for u in users], settings.topic_prefix))  # a new list
-    before = _latest(bootstrap, t("recommendations"), users, 9)
+    shown = _latest(bootstrap, t("recommendations"), users, 9)
+    # each reader likes the third item of the list it was sent: an engaged list for the ranking blend
+    asyncio.run(produce(bootstrap, [engagement("likes", u, shown[u]["items"][2]["post_id"]) for u in users],
+                        settings.topic_prefix))
+    before = _latest(bootstrap, t("recommendations"), users, 10)
     log = tmp_path / "worker-0.log"
     wait = asyncio.run(_until(lambda: log.read_text(errors="replace").count("a checkpoint written") >= 2, 30))
     assert wait, "no snapshot was written"
-    # the ranking blend learnt from the lists sent is in the snapshot too: every reader's list
-    # before the follow was replaced by the follow's (learnt as ignored), some were engaged
-    state = asyncio.run(latest_values(bootstrap, f"{settings.app_id}-model-state", range(settings.partitions)))
-    blend = json.loads(state["\x03blend"])
-    assert blend["lists"] >= len(users) and set(blend["coef"]) == set(FEATURES), blend
+    # the ranking blend learnt from those lists reaches the snapshot too (within a few intervals)
+    def blend_in_snapshot() -> dict:
+        state = asyncio.run(latest_values(bootstrap, f"{settings.app_id}-model-state", range(settings.partitions)))
+        return json.loads(state.get("\x03blend") or b"{}")
+
+    deadline = time.monotonic() + 30
+    while blend_in_snapshot().get("lists") != len(users) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    blend = blend_in_snapshot()
+    assert blend.get("lists") == len(users) and set(blend["coef"]) == set(FEATURES), blend
 
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
     worker_factory(app_id=settings.app_id, **quick)
     asyncio.run(produce(bootstrap, [_follow(u, "nobody-2") for u in users], settings.topic_prefix))
-    after = _latest(bootstrap, t("recommendations"), users, 10)
+    after = _latest(bootstrap, t("recommendations"), users, 11)
 
     overlap = [len({i["post_id"] for i in before[u]["items"]} & {i["post_id"] for i in after[u]["items"]})
                for u in users]
