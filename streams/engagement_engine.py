@@ -96,6 +96,7 @@ class EngagementEngine(ConsumerRebalanceListener):
         self.transactions = PartitionTransactions(self.io, s.app_id, consumer_group(s)) if self.exactly_once else None
         fork = bool(s.engage_fork_min_users) and not self.exactly_once
         self.scoring = Scoring(rt, self.step, fork=fork)
+        self._report_blend()  # exported from the start: the configured blend until one is learnt
         self.unsent: asyncio.Future | None = None  # the _finish that sends the newest child's messages
 
     def owns_partition_zero(self) -> bool:
@@ -227,13 +228,18 @@ class EngagementEngine(ConsumerRebalanceListener):
         throttle = self.rt.recommender.throttle
         metrics.record_recommendations_deferred(throttle.owed - self.owed_reported)
         self.owed_reported = throttle.owed
-        blend = self.rt.recommender.blend
-        if blend is not None:
-            rank = blend.rank_config(self.rt.recommender.config.rank)
-            metrics.record_blend({k: n - self.blend_reported.get(k, 0) for k, n in blend.labels.items()},
-                                 {f: getattr(rank, w) for f, w in RANK_WEIGHTS.items()})
-            self.blend_reported = dict(blend.labels)
+        self._report_blend()
         metrics.set_recommendations_owed(len(throttle))
+
+    def _report_blend(self) -> None:
+        """The blend the worker ranks with (learnt or configured), and the lists labelled since
+        the last report."""
+        rec = self.rt.recommender
+        rank = rec.config.rank if rec.blend is None else rec.blend.rank_config(rec.config.rank)
+        labels = {} if rec.blend is None else dict(rec.blend.labels)
+        metrics.record_blend({k: n - self.blend_reported.get(k, 0) for k, n in labels.items()},
+                             {f: getattr(rank, w) for f, w in RANK_WEIGHTS.items()})
+        self.blend_reported = labels
 
     async def _commit_transactions(self, outgoing: list, saves: list, offsets: dict) -> None:
         """``exactly_once``: the batch's messages, profile records and offsets, one transaction per

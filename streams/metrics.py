@@ -51,6 +51,7 @@ from prometheus_client import (
 )
 
 from processors.events import INPUT_TOPICS
+from processors.learned_blend import FEATURES
 
 log = logging.getLogger("ripple.metrics")
 
@@ -72,6 +73,8 @@ REASONS = ("invalid_json", "schema", "too_long", "empty", "unknown_topic", "inva
 MODEL_KINDS = ("factors", "profile", "reply_bank", "other")
 #: what an ONNX batch encoded
 ONNX_KINDS = ("post", "comment", "reply", "other")
+#: ranking features (``kind`` of ``ripple_blend_weight``)
+BLEND_KINDS = FEATURES
 #: the agents that report processing latency (streams/agents.py)
 AGENTS = ("embed_posts", "engage", "suggest_replies")
 #: what the engagement engine did with a record or profile (``ripple_engine_records``)
@@ -328,7 +331,7 @@ def record_blend(learnt: dict[str, int], weights: dict[str, float]) -> None:
         if n:
             BLEND_LISTS.labels(outcome=_one_of(outcome, ("engaged", "ignored"))).inc(n)
     for kind, w in weights.items():
-        BLEND_WEIGHTS.labels(kind=kind).set(w)
+        BLEND_WEIGHTS.labels(kind=_one_of(kind, BLEND_KINDS)).set(w)
 
 
 def set_engine_partitions(assigned: int, ready: int) -> None:

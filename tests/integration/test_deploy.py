@@ -398,6 +398,7 @@ def test_expressions_run_on_a_real_prometheus_scraping_ripple_metrics(dashboards
         pass
     metrics.publish_lag({("likes", 0): 5})
     metrics.set_engine_partitions(2, 2)
+    metrics.record_blend({"engaged": 1}, {"similarity": 1.0, "popularity": 0.2})
     server = metrics.start_http()
     port = _free_port()
     config = tmp_path / "prometheus.yml"

@@ -86,7 +86,7 @@ def test_user_ids_and_text_never_become_label_values():
 
 def test_label_values_come_from_fixed_vocabularies():
     vocab = {"topic": set(metrics.TOPICS), "reason": set(metrics.REASONS)}
-    kinds = set(metrics.KINDS) | set(metrics.MODEL_KINDS) | set(metrics.ONNX_KINDS)
+    kinds = set(metrics.KINDS) | set(metrics.MODEL_KINDS) | set(metrics.ONNX_KINDS) | set(metrics.BLEND_KINDS)
     for family in ripple_families():
         if family.name == "ripple_consumer_lag":
             continue  # physical topic names and partition numbers of the consumer's assignment
