@@ -281,7 +281,7 @@ def model_calibration(embedder: OnnxEmbedder, languages: Sequence[str] = ("en",)
     import json
 
     from processors.calibration import REFERENCE, Calibration, measure
-    from processors.reply_bank import load_seed
+    from processors.reply_texts import load_seed
 
     sidecar = embedder.model_path.with_suffix(".calibration.json")
     weights = embedder.session.get_modelmeta().custom_metadata_map.get("ripple.weights_sha256", "")

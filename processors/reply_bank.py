@@ -22,53 +22,22 @@ Examples
 ([], [])
 >>> [(e.text, e.count, e.source) for e in bank.observe_reply("u2", "NAILED IT", ts=2.0)]
 [('Nailed it', 2.0, 'learned')]
->>> normalise("  Sooooo   cool!!! 😍"), normalise("Really?!")
-('soo cool', 'really?')
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from typing import Sequence
 
 import numpy as np
 
 from processors.language import script_language
 from processors.protocols import Embedder
+from processors.reply_texts import SeedSet, display_text, load_seed, normalise
 from processors.safety import is_safe_reply
 from processors.sentiment_protocol import SentimentAnalyzer
-
-_REPEATS = re.compile(r"(.)\1{2,}")
-_TOKENS = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
-_TRAILING = " \t\r\n!.…)(:;*~\"'"
-
-
-def normalise(text: str) -> str:
-    """The key under which replies are counted: case-folded words, one trailing ``?`` kept.
-
-    Letters repeated three or more times are squeezed to two ("soooo" → "soo"); punctuation,
-    emoji and extra whitespace are dropped.  Returns ``""`` when no word is left.
-    """
-    t = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'").replace("\u2018", "'")
-    t = _REPEATS.sub(r"\1\1", t)
-    key = " ".join(_TOKENS.findall(t))
-    if key and t.rstrip(_TRAILING).endswith("?"):
-        key += "?"
-    return key
-
-
-def display_text(key: str) -> str:
-    """How a learned reply is shown: its normalised key, capitalised ("i'm in" → "I'm in")."""
-    t = re.sub(r"\bi\b", "I", key)
-    return t[:1].upper() + t[1:]
-
 
 @dataclass
 class ReplyEntry:
@@ -92,37 +61,6 @@ class ReplyEntry:
             self.cluster = self.intent
         if not self.lang:
             self.lang = script_language(self.text) or "en"
-
-
-@dataclass(frozen=True)
-class SeedSet:
-    version: str
-    replies: dict[str, list[str]]  # intent → replies
-    contexts: dict[str, list[str]]  # intent → example comments
-
-
-#: seed file per language (the same intents in each)
-SEED_FILES = {"en": "seed_replies.json", "zh": "seed_replies.zh.json"}
-
-
-@lru_cache(maxsize=None)
-def load_seed(languages: tuple[str, ...] = ("en",)) -> SeedSet:
-    """The curated seed set shipped in ``processors/data``, in ``languages`` (each intent's
-    replies and example comments of every language together; a reply's language is told by its
-    script when it is ranked)."""
-    replies: dict[str, list[str]] = {}
-    contexts: dict[str, list[str]] = {}
-    versions = []
-    for lang in languages:
-        name = SEED_FILES.get(lang)
-        if name is None:
-            raise ValueError(f"no seed replies in {lang!r}; languages: {', '.join(SEED_FILES)}")
-        doc = json.loads(resources.files("processors").joinpath("data", name).read_text("utf-8"))
-        versions.append(doc["version"])
-        for intent, v in doc["intents"].items():
-            replies.setdefault(intent, []).extend(v["replies"])
-            contexts.setdefault(intent, []).extend(v.get("contexts", []))
-    return SeedSet(version="+".join(versions), replies=replies, contexts=contexts)
 
 
 @dataclass

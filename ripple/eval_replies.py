@@ -189,7 +189,8 @@ def run_suggester_eval(embedder: Embedder, pairs: Sequence[tuple[str, str]], *, 
     recall when it answers (a hit among its suggestions), precision (hits per suggestion sent), and
     plain cosine top-``k`` over the same bank, which always answers, for comparison."""
     from processors.calibration import REFERENCE
-    from processors.reply_bank import ResponseBank, load_seed
+    from processors.reply_bank import ResponseBank
+    from processors.reply_texts import load_seed
     from processors.replies import ReplyConfig, ReplySuggester
 
     languages = ("en",) if lang == "en" else ("en", lang)

@@ -17,7 +17,8 @@ from processors.recommender import Recommender, RecommenderConfig
 from processors.replies import ReplyConfig, ReplySuggester
 from processors.calibration import REFERENCE, Calibration
 from processors.ranking import RankConfig
-from processors.reply_bank import ResponseBank, load_seed
+from processors.reply_bank import ResponseBank
+from processors.reply_texts import load_seed
 from ripple.settings import Settings
 from streams import gc_tuning, metrics, metrics_sources, security
 from processors.trends import Trends

@@ -46,7 +46,7 @@ def test_calibration_pairs_are_deterministic_and_true_pairs_share_an_intent():
 def test_the_reference_constants_are_what_all_minilm_measures(onnx_model):
     from models.embedder import OnnxEmbedder
     from processors.calibration import measure
-    from processors.reply_bank import load_seed
+    from processors.reply_texts import load_seed
 
     seed = load_seed()
     got = measure(OnnxEmbedder(onnx_model, provider="cpu").embed, seed.contexts, seed.replies)

@@ -11,7 +11,8 @@ import pytest
 
 from processors.events import Engagement
 from processors.language import script_language
-from processors.reply_bank import ResponseBank, load_seed
+from processors.reply_bank import ResponseBank
+from processors.reply_texts import load_seed
 from processors.replies import ReplyConfig, ReplySuggester
 
 COMMENTS = json.loads((Path(__file__).parents[1] / "fixtures" / "bilingual_comments.json").read_text("utf-8"))["comments"]

@@ -69,7 +69,8 @@ def test_outputs_built_from_pseudonymised_events_carry_no_raw_id():
     from fakes import BagOfWords
 
     from processors.replies import ReplyConfig, ReplySuggester
-    from processors.reply_bank import ResponseBank, SeedSet
+    from processors.reply_bank import ResponseBank
+    from processors.reply_texts import SeedSet
 
     svc = Recommender(dim=2, config=RecommenderConfig(min_interval_s=0), clock=lambda: 10.0)
     posts = [edge("posts", {"post_id": f"p{i}", "author_id": RAW_IDS[i % 3], "text": "t"}) for i in range(6)]

@@ -5,7 +5,8 @@ import pytest
 from fakes import BagOfWords
 
 from processors.events import Engagement
-from processors.reply_bank import ReplyEntry, ResponseBank, SeedSet, display_text, load_seed, normalise
+from processors.reply_bank import ReplyEntry, ResponseBank
+from processors.reply_texts import SeedSet, display_text, load_seed, normalise
 from processors.replies import CommentDirectory, ReplyConfig, ReplySuggester, recipient_for, suggest
 from processors.safety import clashes, has_personal_data, is_abusive, is_safe_reply
 

@@ -6,7 +6,8 @@ import pytest
 
 from processors.events import Engagement
 from processors.replies import ReplyConfig, ReplySuggester
-from processors.reply_bank import ResponseBank, load_seed
+from processors.reply_bank import ResponseBank
+from processors.reply_texts import load_seed
 from processors.safety import is_safe_reply
 from ripple.eval_replies import load_pairs
 
