@@ -70,7 +70,7 @@ def measure_all(n_posts: int, n_users: int, rounds: int) -> tuple[float, float, 
         sims = vectors @ view.embeddings.T
         np.argpartition(-sims, min(m, n_posts - 1), axis=1)
         floor = min(floor, time.perf_counter() - t0)
-    similarity = ranking._similarity(view, list(vectors), rec.config.rank)(0, len(profiles))
+    similarity = ranking._similarity(view, list(vectors))(0, len(profiles))
     got = similarity.nearest(m)
     exact = np.concatenate([u * n_posts + np.argsort(-row)[:m] for u, row in enumerate(vectors @ view.embeddings.T)])
     recall = len(np.intersect1d(got, exact)) / exact.size

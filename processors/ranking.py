@@ -190,7 +190,7 @@ def recommend_many(
     n = len(view)
     if n == 0:
         return [RecResult([], missing) for _, missing in interests]
-    similarity = _similarity(view, [vec for vec, _ in interests], config)
+    similarity = _similarity(view, [vec for vec, _ in interests])
     scored = []
     block = max(1, BLOCK_CELLS // max(1, min(n, 2 * config.max_candidates)))
     for start in range(0, len(profiles), block):
@@ -211,7 +211,7 @@ def recommend_many(
     return [RecResult(next(chosen) if x else [], m) for x, (_, m) in zip(scored, interests)]
 
 
-def _similarity(view, vectors: list, config: RankConfig):
+def _similarity(view, vectors: list):
     """``(start, size) →`` the exact similarity of users ``start .. start + size`` to every
     catalog row (:class:`processors.candidates.ExactSimilarity`): one matrix product for all
     the users.  Approximate nearest-neighbour indexes were measured slower than this product
