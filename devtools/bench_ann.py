@@ -44,6 +44,8 @@ if __name__ == "__main__":  # BLAS reads its thread count once, when numpy is lo
 
 import numpy as np  # noqa: E402
 
+from ripple.arg_types import positive_ints  # noqa: E402
+
 DIM = 384
 MIN_RECALL = 0.95
 MODULES = {"numpy": "numpy", "hnswlib": "hnswlib", "usearch": "usearch", "faiss-ivf": "faiss"}
@@ -195,17 +197,10 @@ def _libs(text: str) -> list[str]:
     return names
 
 
-def _sizes(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sizes must be comma-separated integers, got {text!r}") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m devtools.bench_ann", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", type=_sizes, default=[2000, 10000, 50000], metavar="N,N,...",
+    p.add_argument("--sizes", type=positive_ints, default=[2000, 10000, 50000], metavar="N,N,...",
                    help="catalog sizes (default 2000,10000,50000)")
     p.add_argument("--k", type=int, default=250, help="posts retrieved per query (default 250, ranking's pool)")
     p.add_argument("--queries", type=int, default=256, help="users queried in one batch (default 256)")

@@ -11,7 +11,8 @@ user, the ratio to the smallest size (the goal: at most 2x from 2,000 to 50,000 
 floor every exact ranking pays (the users x catalog cosine product and each user's nearest
 ``per_source`` rows, alone) and the recall of the nearest pool against an exact sort (1.0:
 ranking retrieves it exactly; approximate indexes were measured slower at this pool size, see
-docs/benchmarks.md).
+docs/benchmarks.md).  BLAS runs on one thread unless ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``
+say otherwise, as in the worker (importing the ``ripple`` package sets that before numpy loads).
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ import argparse
 import sys
 import time
 
+from ripple.arg_types import positive_int, positive_ints  # first: the worker's BLAS threads
+
 import numpy as np
+
+USERS, ROUNDS = 256, 3
 
 
 def build(n_posts: int, n_users: int, dim: int = 384, seed: int = 0):
@@ -77,19 +82,25 @@ def measure_all(n_posts: int, n_users: int, rounds: int) -> tuple[float, float, 
     return best * 1000 / n_users, floor * 1000 / n_users, recall
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m devtools.bench_catalog", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="2000,10000,50000", help="catalog sizes (default 2000,10000,50000)")
-    p.add_argument("--users", type=int, default=256, help="users scored at once (default 256)")
-    p.add_argument("--rounds", type=int, default=3, help="measurements per size, best kept (default 3)")
-    args = p.parse_args(argv)
-    sizes = [int(x) for x in args.sizes.split(",")]
-    rows = [(n, *measure_all(n, args.users, args.rounds)) for n in sizes]
+def report(sizes: list[int], users: int = USERS, rounds: int = ROUNDS) -> int:
+    """Measure every size and print the table."""
+    rows = [(n, *measure_all(n, users, rounds)) for n in sizes]
     print(f"{'posts':>8} {'ms/user':>9} {'x smallest':>11} {'floor ms/user':>14} {'nearest recall':>15}")
     for n, ms, floor, recall in rows:
         print(f"{n:>8,} {ms:>9.3f} {ms / rows[0][1]:>11.2f} {floor:>14.3f} {recall:>15.3f}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m devtools.bench_catalog", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=positive_ints, default=[2000, 10000, 50000], metavar="N,N,...",
+                   help="catalog sizes (default 2000,10000,50000)")
+    p.add_argument("--users", type=positive_int, default=USERS, help=f"users scored at once (default {USERS})")
+    p.add_argument("--rounds", type=positive_int, default=ROUNDS,
+                   help=f"measurements per size, best kept (default {ROUNDS})")
+    args = p.parse_args(argv)
+    return report(args.sizes, args.users, args.rounds)
 
 
 if __name__ == "__main__":

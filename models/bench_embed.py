@@ -54,6 +54,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from ripple.arg_types import positive_int, positive_ints
+
 OUTPUT = "sentence_embedding"
 
 
@@ -123,20 +125,6 @@ DESCRIPTION = ("Sentences/s of OnnxEmbedder.embed against raw onnxruntime sessio
 STANDALONE_MODEL = Path("~/.cache/ripple/models/all-MiniLM-L6-v2.onnx")  # Settings' default, for a machine without it
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _sizes(text: str) -> list[int]:
-    try:
-        return [_positive(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}") from None
-
-
 def load_texts(spec: str, n: int) -> list[str]:
     """``short`` (the bench's posts), ``mixed`` (1–14 sentences each) or a JSON file holding a list of
     texts; the first ``n``."""
@@ -197,11 +185,11 @@ def add_arguments(p: argparse.ArgumentParser, *, standalone: bool) -> None:
     p.add_argument("--texts", default="short",
                    help="'short' (the bench's posts), 'mixed' (1 to 14 sentences each) or a JSON list file "
                         "(default: short)")
-    p.add_argument("-n", "--n-texts", type=_positive, default=2000, help="texts embedded per measurement (default: 2000)")
-    p.add_argument("--batch-sizes", type=_sizes, default=None,
+    p.add_argument("-n", "--n-texts", type=positive_int, default=2000, help="texts embedded per measurement (default: 2000)")
+    p.add_argument("--batch-sizes", type=positive_ints, default=None,
                    help="comma-separated texts per call (default: " +
                         ("64, the worker's default)" if standalone else "the worker's, RIPPLE_EMBED_BATCH_SIZE)"))
-    p.add_argument("--rounds", type=_positive, default=3,
+    p.add_argument("--rounds", type=positive_int, default=3,
                    help="alternated measurements of each; the best is kept (default: 3)")
     p.add_argument("--fp16", action="store_true",
                    help="also measure a float16 copy of the model, written beside it as *-fp16.onnx (for CUDA)")

@@ -6,8 +6,8 @@ import os
 # small matrix-vector products (one per recommendation); a multi-threaded OpenBLAS spins and
 # synchronises its threads for each, and on a 2-core machine shared with the broker that made a
 # recommendation 3× slower (3.1 ms against 1.0 ms with a busy core).  Set before numpy is imported
-# (every ``ripple`` entry point imports this package first; ``python -m models.bench_embed``
-# does not, and runs no BLAS work that matters); onnxruntime has its own thread pool.
+# (every ``ripple`` entry point imports this package first, as do the benches that rank);
+# onnxruntime has its own thread pool.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 

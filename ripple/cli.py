@@ -8,6 +8,7 @@ from pathlib import Path
 
 from models import bench_embed
 from ripple import __version__
+from ripple.arg_types import positive_ints
 from ripple.settings import Settings, describe_error
 
 EPILOG = """\
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", action="store_true",
                    help="instead: what ranking costs per user as the catalog grows (no broker, no model), with the "
                         "recall of the nearest-posts pool (devtools/bench_catalog.py)")
-    p.add_argument("--catalog-sizes", default="2000,10000,50000", metavar="N[,N...]",
+    p.add_argument("--catalog-sizes", type=positive_ints, default=[2000, 10000, 50000], metavar="N[,N...]",
                    help="catalog sizes for --catalog (default 2000,10000,50000)")
 
     p = sub.add_parser("produce", help="send JSON-lines events from a file or stdin, checked against the schemas",
@@ -245,7 +246,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     elif args.command == "bench" and args.catalog:
         from devtools import bench_catalog
 
-        return bench_catalog.main(["--sizes", args.catalog_sizes])
+        return bench_catalog.report(args.catalog_sizes)
     elif args.command == "bench":
         from ripple.bench_cli import bench_command
 
