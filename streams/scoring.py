@@ -112,20 +112,19 @@ class Scoring:
         try:
             ranked = await forked.result
             docs, retry = ranked.docs, ranked.retry
-            ranked_here = False
             self.ranker.observe(ranked.elapsed_s, len(forked.users))
+            if rt.recommender.blend is not None:  # the child's lists wait for their labels here
+                for user, doc in zip(forked.users, docs):
+                    sent = json.loads(doc)
+                    rt.recommender.blend.shown(user, sent["items"], sent["generated_at"])
         except ForkFailed as exc:
             self._fork_failed(exc)
             here = [(u, t) for u, t in zip(forked.users, forked.seen) if u in self.store]  # a rebalance may take some
             forked.users, forked.seen = [u for u, _ in here], [t for _, t in here]
             docs = [wire.dumps(d) for d in rt.recommender.recommendations([self.store[u] for u in forked.users])]
-            retry, ranked_here = [], True  # recommendations() told the blend already
+            retry = []  # recommendations() told the blend
         for user in retry:
             rt.recommender.throttle.retry(user)
-        if rt.recommender.blend is not None and not ranked_here:  # the child's lists wait for labels here
-            for user, doc in zip(forked.users, docs):
-                sent = json.loads(doc)
-                rt.recommender.blend.shown(user, sent["items"], sent["generated_at"])
         for ts in forked.seen:
             if ts is not None:
                 metrics.observe_event_to_recommendation(ts, "engage")
